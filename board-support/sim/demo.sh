@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# The demo behind `make demo`: berthd runs in the background with its state
+# under build/demo, the demo images are imported, and the demo playbook
+# (testdata/demo/demo.hcl) comes up: three containers built from stacked
+# images, talking over a stack network. Then berthd is killed with -9 and
+# started again, to show that the containers keep running and are
+# re-adopted. `make demo-down` (this script with "down") stops it all.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+root=$PWD
+if [ "$(id -u)" != 0 ]; then
+  echo "berth runs containers, mounts and networks: the demo needs root; re-running with sudo"
+  exec sudo --preserve-env=PATH "$0" "$@"
+fi
+demo=$root/build/demo
+sock=$demo/run/berthd.sock
+berth() { "$root/bin/berth" --host "$sock" "$@"; }
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+start_berthd() {
+  mkdir -p "$demo"
+  "$root/bin/berthd" --state-dir "$demo/state" --run-dir "$demo/run" --cgroup-parent berth-demo \
+    >>"$demo/berthd.log" 2>&1 &
+  echo $! >"$demo/berthd.pid"
+  for _ in $(seq 100); do
+    berth version >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  echo "berthd did not start; its log:"; tail -20 "$demo/berthd.log"; exit 1
+}
+
+stop_berthd() {
+  [ -f "$demo/berthd.pid" ] || return 0
+  kill "$(cat "$demo/berthd.pid")" 2>/dev/null || true
+  rm -f "$demo/berthd.pid"
+}
+
+if [ "${1:-}" = down ]; then
+  if ! berth version >/dev/null 2>&1; then start_berthd; fi
+  berth down demo || true
+  stop_berthd
+  echo "demo is down (state kept in $demo; remove it with: sudo rm -rf build/demo)"
+  exit 0
+fi
+
+if berth version >/dev/null 2>&1; then
+  step "a demo berthd is already running; bringing its stack down first"
+  berth down demo >/dev/null 2>&1 || true
+else
+  step "starting berthd (log: build/demo/berthd.log)"
+  start_berthd
+  grep -E 'runtime' "$demo/berthd.log" | tail -2 | sed 's/^/  /'
+fi
+
+step "importing the demo images (built from source by make images)"
+for img in busybox base-config kvdb sensor dashboard; do
+  berth image import "build/images/$img.tar"
+done
+berth images
+
+step "berth validate / plan / up testdata/demo/demo.hcl"
+berth validate testdata/demo/demo.hcl
+berth plan testdata/demo/demo.hcl
+berth up testdata/demo/demo.hcl
+
+step "berth ps"
+sleep 3
+berth ps
+
+step "berth logs --tail 4 dashboard (it reads what sensor wrote into kvdb over the stack network)"
+berth logs --tail 4 dashboard
+
+step "kill -9 berthd: the containers keep running"
+kill -9 "$(cat "$demo/berthd.pid")"
+sleep 0.5
+pgrep -f 'berth-monitor' >/dev/null && echo "  monitors still hold $(pgrep -fc berth-monitor) containers"
+start_berthd
+step "berthd restarted; berth ps shows the same containers, re-adopted"
+sleep 1
+berth ps
+
+cat <<MSG
+
+The demo stack is running. Try:
+  sudo bin/berth --host $sock ps
+  sudo bin/berth --host $sock logs -f sensor
+  sudo bin/berth --host $sock exec kvdb -- cat /etc/hosts
+  sudo bin/berth --host $sock pause sensor; sudo bin/berth --host $sock resume sensor
+Stop it with: make demo-down
+MSG

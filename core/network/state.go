@@ -1,0 +1,140 @@
+package network
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io/fs"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// netState is what berth keeps of one stack network: its subnet and the
+// address of every container that holds one. It is stored as JSON in
+// <stateDir>/<bridge>.json.
+type netState struct {
+	Stack     string                `json:"stack"`
+	Name      string                `json:"name"`
+	Bridge    string                `json:"bridge"`
+	Subnet    netip.Prefix          `json:"subnet"`
+	Addresses map[string]netip.Addr `json:"addresses"`
+}
+
+type netKey struct{ stack, name string }
+
+func (s *netState) key() netKey { return netKey{s.Stack, s.Name} }
+
+func (s *netState) network() *Network {
+	return &Network{Stack: s.Stack, Name: s.Name, Bridge: s.Bridge, Subnet: s.Subnet, Gateway: gateway(s.Subnet)}
+}
+
+func statePath(dir, bridge string) string { return filepath.Join(dir, bridge+".json") }
+
+// loadStates reads every network state file in dir.
+func loadStates(dir string) (map[netKey]*netState, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("read state dir: %w", err)
+	}
+	out := make(map[netKey]*netState)
+	for _, e := range ents {
+		name := e.Name()
+		if e.IsDir() || !strings.HasSuffix(name, ".json") || !isBerthLink(strings.TrimSuffix(name, ".json"), bridgePrefix) {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			return nil, fmt.Errorf("read network state: %w", err)
+		}
+		var s netState
+		if err := json.Unmarshal(b, &s); err != nil {
+			return nil, fmt.Errorf("parse network state %s: %w (move the file away to forget the network)", name, err)
+		}
+		if s.Bridge != strings.TrimSuffix(name, ".json") || s.Bridge != BridgeName(s.Stack, s.Name) || !s.Subnet.Addr().Is4() {
+			return nil, fmt.Errorf("network state %s is inconsistent (move the file away to forget the network)", name)
+		}
+		if s.Addresses == nil {
+			s.Addresses = make(map[string]netip.Addr)
+		}
+		out[s.key()] = &s
+	}
+	return out, nil
+}
+
+// save writes s atomically: a temporary file, fsync, rename, fsync of dir.
+func (s *netState) save(dir string) error {
+	b, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return fmt.Errorf("save network state: %w", err)
+	}
+	dst := statePath(dir, s.Bridge)
+	tmp, err := os.CreateTemp(dir, "."+s.Bridge+"-*.tmp")
+	if err != nil {
+		return fmt.Errorf("save network state: %w", err)
+	}
+	defer os.Remove(tmp.Name()) // no-op after a successful rename
+	if _, err := tmp.Write(append(b, '\n')); err != nil {
+		tmp.Close()
+		return fmt.Errorf("save network state: %w", err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("save network state: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("save network state: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), dst); err != nil {
+		return fmt.Errorf("save network state: %w", err)
+	}
+	return syncDir(dir)
+}
+
+func removeState(dir, bridge string) error {
+	if err := os.Remove(statePath(dir, bridge)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("remove network state: %w", err)
+	}
+	return syncDir(dir)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("sync state dir: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("sync state dir: %w", err)
+	}
+	return nil
+}
+
+// allocate returns container's address, giving it one if it has none. The
+// first address tried is a hash of the container name, so a container that
+// leaves and comes back gets the same address unless another took it
+// meanwhile. It reports whether the state changed.
+func (s *netState) allocate(container string) (netip.Addr, bool, error) {
+	if a, ok := s.Addresses[container]; ok {
+		return a, false, nil
+	}
+	first, n := hostRange(s.Subnet)
+	used := make(map[netip.Addr]bool, len(s.Addresses))
+	for _, a := range s.Addresses {
+		used[a] = true
+	}
+	h := fnv.New64a()
+	h.Write([]byte(container))
+	start := h.Sum64() % n
+	for i := range n {
+		a := addrAdd(first, (start+i)%n)
+		if !used[a] {
+			s.Addresses[container] = a
+			return a, true, nil
+		}
+	}
+	return netip.Addr{}, false, fmt.Errorf("network %q of stack %q: all %d addresses of %s are taken: give the network a larger subnet in the playbook: %w",
+		s.Name, s.Stack, n, s.Subnet, ErrSubnetFull)
+}

@@ -1,0 +1,6 @@
+# want: 4:14 No images
+stack "s" {
+  container "a" {
+    images = []
+  }
+}

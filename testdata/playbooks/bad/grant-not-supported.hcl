@@ -1,0 +1,7 @@
+# want: 5:5 Device grants are not yet supported
+stack "s" {
+  container "a" {
+    images = ["berth.local/a:1"]
+    can "body" { bus = "can0" }
+  }
+}

@@ -1,0 +1,4 @@
+# want: 1:1 Missing stack block
+variable "x" {
+  default = 1
+}

@@ -1,0 +1,5 @@
+stack "tiny" {
+  container "hello" {
+    images = ["berth.local/busybox:1.35"]
+  }
+}
