@@ -1,5 +1,7 @@
 package api
 
+//go:generate ./generate.sh
+
 import (
 	"time"
 

@@ -277,12 +277,29 @@ func (e *env) fmtFile(path string, write, diff bool) (bool, error) {
 	return true, nil
 }
 
+// writeFileKeepMode replaces path with data, keeping its permissions; the
+// file is written aside and renamed, so a crash leaves the old or the new text.
 func writeFileKeepMode(path string, data []byte) error {
 	mode := fs.FileMode(0o644)
 	if fi, err := os.Stat(path); err == nil {
 		mode = fi.Mode().Perm()
 	}
-	if err := os.WriteFile(path, data, mode); err != nil {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".berth-fmt-*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	defer os.Remove(tmp.Name())
+	_, err = tmp.Write(data)
+	if err == nil {
+		err = tmp.Chmod(mode)
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
+	}
+	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return nil

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"syscall"
+	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -313,6 +314,9 @@ func (d *ociDriver) Remove(ctx context.Context, s *stack.Spec) error {
 }
 
 func (d *ociDriver) Logs(ctx context.Context, s *stack.Spec, tail int, follow bool, emit func(stack.LogLine) error) error {
+	if tail == 0 {
+		tail = -1 // the API says 0 for all lines; ReadLogs says -1
+	}
 	return monitor.ReadLogs(ctx, d.monitorConfig(s).Dir, tail, follow, func(l monitor.LogLine) error {
 		return emit(stack.LogLine{Time: l.Time, Stream: l.Stream, Text: l.Text})
 	})
@@ -326,6 +330,15 @@ type task struct {
 }
 
 func (t *task) Pid() int { return t.h.Pid() }
+
+// StartedAt is when the monitor recorded the container's pid, which it
+// does as the container starts.
+func (t *task) StartedAt() time.Time {
+	if fi, err := os.Stat(filepath.Join(t.h.Dir(), "container.pid")); err == nil {
+		return fi.ModTime()
+	}
+	return time.Now()
+}
 
 func (t *task) Wait(ctx context.Context) (stack.Exit, error) {
 	st, err := t.h.Wait(ctx)

@@ -235,7 +235,7 @@ func TestPlanNamesMissingImages(t *testing.T) {
   }
 }`)
 	out, code := b.berth("plan", pb)
-	if code == 0 || !strings.Contains(out, "berth.local/nope:1") || !strings.Contains(out, ":3,") {
+	if code == 0 || !strings.Contains(out, "berth.local/nope:1") || !strings.Contains(out, "line 3") {
 		t.Fatalf("plan with a missing image: exit %d\n%s", code, out)
 	}
 	out, code = b.berth("up", pb)

@@ -221,7 +221,7 @@ func detect(ctx context.Context, src, archive string) (archiveKind, error) {
 	}
 	defer f.Close()
 	tr := tar.NewReader(f)
-	var hasIndex, hasLayout, hasManifest bool
+	var hasIndex, hasLayout, hasManifest, hasBlobs bool
 	for n := 0; ; n++ {
 		if err := ctx.Err(); err != nil {
 			return 0, err
@@ -246,6 +246,8 @@ func detect(ctx context.Context, src, archive string) (archiveKind, error) {
 			hasLayout = true
 		case "manifest.json":
 			hasManifest = true
+		default:
+			hasBlobs = hasBlobs || strings.HasPrefix(cleanName(hdr.Name), "blobs/")
 		}
 	}
 	switch {
@@ -253,6 +255,8 @@ func detect(ctx context.Context, src, archive string) (archiveKind, error) {
 		return kindOCI, nil
 	case hasManifest:
 		return kindDocker, nil
+	case hasBlobs || hasIndex || hasLayout:
+		return 0, fmt.Errorf("%w: %s: OCI archive lacks index.json or oci-layout (truncated?)", ErrCorrupt, archive)
 	default:
 		return 0, fmt.Errorf("%w: %s has neither index.json+oci-layout (OCI) nor manifest.json (docker save)", ErrUnsupportedArchive, archive)
 	}

@@ -37,7 +37,7 @@ func ReadLogs(ctx context.Context, dir string, tail int, follow bool, emit func(
 	if _, err := os.Stat(dir); err != nil {
 		return fmt.Errorf("read logs: %w", err)
 	}
-	files, err := openLogFiles(ld, -1)
+	files, err := openLogFiles(ld)
 	if err != nil {
 		return fmt.Errorf("read logs: %w", err)
 	}
@@ -96,9 +96,8 @@ type logFile struct {
 	fi os.FileInfo
 }
 
-// openLogFiles opens the log files oldest first. Only files rotated fewer
-// than limit times are opened when limit >= 0 (0: current.log only).
-func openLogFiles(ld string, limit int) ([]logFile, error) {
+// openLogFiles opens the log files, oldest first.
+func openLogFiles(ld string) ([]logFile, error) {
 	ents, err := os.ReadDir(ld)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
@@ -112,7 +111,7 @@ func openLogFiles(ld string, limit int) ([]logFile, error) {
 		if !ok {
 			continue
 		}
-		if i, err := strconv.Atoi(n); err == nil && i > 0 && (limit < 0 || i < limit) {
+		if i, err := strconv.Atoi(n); err == nil && i > 0 {
 			idx = append(idx, i)
 		}
 	}
@@ -224,7 +223,7 @@ func (r *logReader) advance() error {
 	if r.cur != nil && os.SameFile(r.cur.fi, fi) {
 		return nil
 	}
-	files, err := openLogFiles(r.ld, -1)
+	files, err := openLogFiles(r.ld)
 	if err != nil {
 		return fmt.Errorf("read logs: %w", err)
 	}

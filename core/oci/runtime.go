@@ -329,16 +329,25 @@ func (r *Runtime) Exec(ctx context.Context, id string, p specs.Process, stdin io
 // owns and closes its own copies.
 func (r *Runtime) Create(ctx context.Context, id, bundle, pidFile string, stdin, stdout, stderr *os.File) error {
 	c := call{args: []string{"create", "--bundle", bundle, "--pid-file", pidFile, id}}
-	// Typed nil *os.File must not become a non-nil io.Reader/io.Writer.
-	if stdin != nil {
-		c.stdin = stdin
+	// The container keeps its stdio; a pipe to us would hold run() until
+	// the container exits, so nil means /dev/null.
+	var devnull *os.File
+	for _, f := range []*os.File{stdin, stdout, stderr} {
+		if f == nil && devnull == nil {
+			var err error
+			if devnull, err = os.OpenFile(os.DevNull, os.O_RDWR, 0); err != nil {
+				return fmt.Errorf("create %s: %w", id, err)
+			}
+			defer devnull.Close()
+		}
 	}
-	if stdout != nil {
-		c.stdout = stdout
+	or := func(f *os.File) *os.File {
+		if f == nil {
+			return devnull
+		}
+		return f
 	}
-	if stderr != nil {
-		c.stderr = stderr
-	}
+	c.stdin, c.stdout, c.stderr = or(stdin), or(stdout), or(stderr)
 	if _, err := r.run(ctx, c); err != nil {
 		return fmt.Errorf("create %s: %w", id, err)
 	}

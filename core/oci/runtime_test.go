@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -121,7 +120,7 @@ func TestLifecycle(t *testing.T) {
 	if err := rt.Pause(ctx, id); err != nil {
 		t.Fatal(err)
 	}
-	wantStatus(t, rt, id, specs.StatePaused)
+	wantStatus(t, rt, id, specs.ContainerState("paused"))
 	if err := rt.Resume(ctx, id); err != nil {
 		t.Fatal(err)
 	}
@@ -184,5 +183,3 @@ func waitStatus(t *testing.T, rt *oci.Runtime, id string, want specs.ContainerSt
 		time.Sleep(20 * time.Millisecond)
 	}
 }
-
-var _ = os.Getpid

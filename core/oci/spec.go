@@ -359,13 +359,13 @@ func defaultDeviceRules() []specs.LinuxDeviceCgroup {
 	wildcard := int64(-1)
 	return []specs.LinuxDeviceCgroup{
 		{Allow: false, Access: "rwm"},
-		{Allow: true, Type: "c", Major: i(1), Minor: i(3), Access: "rwm"},      // null
-		{Allow: true, Type: "c", Major: i(1), Minor: i(5), Access: "rwm"},      // zero
-		{Allow: true, Type: "c", Major: i(1), Minor: i(7), Access: "rwm"},      // full
-		{Allow: true, Type: "c", Major: i(1), Minor: i(8), Access: "rwm"},      // random
-		{Allow: true, Type: "c", Major: i(1), Minor: i(9), Access: "rwm"},      // urandom
-		{Allow: true, Type: "c", Major: i(5), Minor: i(0), Access: "rwm"},      // tty
-		{Allow: true, Type: "c", Major: i(5), Minor: i(2), Access: "rwm"},      // ptmx
+		{Allow: true, Type: "c", Major: i(1), Minor: i(3), Access: "rwm"},        // null
+		{Allow: true, Type: "c", Major: i(1), Minor: i(5), Access: "rwm"},        // zero
+		{Allow: true, Type: "c", Major: i(1), Minor: i(7), Access: "rwm"},        // full
+		{Allow: true, Type: "c", Major: i(1), Minor: i(8), Access: "rwm"},        // random
+		{Allow: true, Type: "c", Major: i(1), Minor: i(9), Access: "rwm"},        // urandom
+		{Allow: true, Type: "c", Major: i(5), Minor: i(0), Access: "rwm"},        // tty
+		{Allow: true, Type: "c", Major: i(5), Minor: i(2), Access: "rwm"},        // ptmx
 		{Allow: true, Type: "c", Major: i(136), Minor: &wildcard, Access: "rwm"}, // pts
 	}
 }

@@ -87,7 +87,7 @@ const (
 )
 
 var (
-	idRE  = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$`)
+	idRE  = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.+-]{0,127}$`)
 	hexRE = regexp.MustCompile(`^[0-9a-f]{64}$`)
 )
 
@@ -308,7 +308,8 @@ func (s *Store) Prepare(ctx context.Context, id string, images []image.Image) (*
 			return nil, fmt.Errorf("prepare rootfs %s: %w with other layers", id, ErrExists)
 		}
 	case errors.Is(err, ErrNotFound):
-		if err := os.MkdirAll(dir, 0o700); err == nil {
+		err = os.MkdirAll(dir, 0o700)
+		if err == nil {
 			err = writeJSONAtomic(filepath.Join(dir, recordFile), rec)
 		}
 		s.mu.Unlock()

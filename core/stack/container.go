@@ -211,7 +211,7 @@ func (c *container) run(ctx context.Context, adopt bool) (task Task, stopHealth 
 	c.update(func() {
 		c.task = task
 		c.state = StateRunning
-		c.startedAt = time.Now()
+		c.startedAt = task.StartedAt()
 		c.starts++
 		c.lastErr = nil
 		if c.spec.Container.Health != nil {

@@ -62,6 +62,9 @@ type Driver interface {
 // Task is one run of a container's process.
 type Task interface {
 	Pid() int
+	// StartedAt is when the process started (for an adopted one, before
+	// this berthd knew it).
+	StartedAt() time.Time
 	// Wait blocks until the process has exited, or ctx ends (ctx.Err()).
 	Wait(ctx context.Context) (Exit, error)
 	// Kill sends sig to every process of the container.

@@ -18,11 +18,11 @@ type fakeDriver struct {
 	mu      sync.Mutex
 	events  []string
 	tasks   map[string][]*fakeTask
-	startFn func(s *Spec) error        // optional: fail a start
-	healthy func(name string) bool     // optional: health check result
-	ignore  map[string]bool            // containers that ignore their stop signal
-	started chan string                // receives each started container's name
-	adopt   map[string]*fakeTask       // tasks Adopt finds
+	startFn func(s *Spec) error    // optional: fail a start
+	healthy func(name string) bool // optional: health check result
+	ignore  map[string]bool        // containers that ignore their stop signal
+	started chan string            // receives each started container's name
+	adopt   map[string]*fakeTask   // tasks Adopt finds
 }
 
 func newFakeDriver() *fakeDriver {
@@ -120,7 +120,8 @@ func (t *fakeTask) exit(e Exit) {
 	})
 }
 
-func (t *fakeTask) Pid() int { return t.pid }
+func (t *fakeTask) Pid() int             { return t.pid }
+func (t *fakeTask) StartedAt() time.Time { return time.Now() }
 func (t *fakeTask) Wait(ctx context.Context) (Exit, error) {
 	select {
 	case <-t.exited:

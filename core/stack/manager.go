@@ -597,6 +597,7 @@ func (c *container) status() api.ContainerStatus {
 	}
 	if c.exit != nil {
 		st.ExitCode = c.exit.Code
+		st.FinishedAt = c.exit.At
 	}
 	return st
 }

@@ -21,8 +21,9 @@ stack "demo" {
     images = ["busybox", "kvdb"]
     health {
       exec     = ["kvdb", "-ping"]
-      interval = "20ms"
-      retries  = 2
+      interval     = "20ms"
+      retries      = 2
+      start_period = "5s"
     }
     restart { policy = "never" }
   }
@@ -128,7 +129,7 @@ func TestUnhealthyDependencyFailsDependents(t *testing.T) {
 	d := newFakeDriver()
 	d.healthy = func(string) bool { return false }
 	h := newHarness(t, d)
-	_, err := h.up(threeTier)
+	_, err := h.up(strings.Replace(threeTier, `start_period = "5s"`, "", 1))
 	if err == nil {
 		t.Fatal("Up succeeded with a dependency that never gets healthy")
 	}
@@ -215,9 +216,7 @@ func TestRestartPolicyWithBackoffAndAttempts(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := 0; i < 3; i++ {
-		if i > 0 {
-			<-d.started
-		}
+		<-d.started
 		d.last("crashy").exit(Exit{Code: 3})
 	}
 	h.waitState("crashy", StateFailed)
