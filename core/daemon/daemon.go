@@ -161,7 +161,31 @@ func Open(ctx context.Context, cfg Config) (*Daemon, error) {
 	if err := d.stacks.Restore(ctx); err != nil {
 		log.Error("restoring stacks", "err", err)
 	}
+	if err := d.cleanNetworks(ctx); err != nil {
+		log.Warn("cleaning up networks left by an earlier berthd", "err", err)
+	}
 	return d, nil
+}
+
+// cleanNetworks removes what an earlier berthd left on the host's network
+// and no restored stack uses: networks of stacks that are down, and links
+// of containers that are gone. berthd owns the berth-named links of its
+// network namespace: run one berthd per namespace.
+func (d *Daemon) cleanNetworks(ctx context.Context) error {
+	var keep []network.ContainerRef
+	up := map[string]bool{}
+	for _, c := range d.stacks.Containers(ctx) {
+		keep = append(keep, network.ContainerRef{Stack: c.Stack, Name: c.Name})
+		up[c.Stack] = true
+	}
+	var errs []error
+	for _, n := range d.net.Networks() {
+		if !up[n.Stack] {
+			errs = append(errs, d.net.RemoveNetwork(ctx, n.Stack, n.Name))
+		}
+	}
+	errs = append(errs, d.net.Cleanup(ctx, keep))
+	return errors.Join(errs...)
 }
 
 // Close ends supervision without stopping any container.
