@@ -22,8 +22,9 @@ start_berthd() {
   "$root/bin/berthd" --state-dir "$demo/state" --run-dir "$demo/run" --cgroup-parent berth-demo \
     >>"$demo/berthd.log" 2>&1 &
   echo $! >"$demo/berthd.pid"
+  disown
   for _ in $(seq 100); do
-    berth version >/dev/null 2>&1 && return 0
+    berth ps -a >/dev/null 2>&1 && return 0
     sleep 0.1
   done
   echo "berthd did not start; its log:"; tail -20 "$demo/berthd.log"; exit 1
@@ -36,14 +37,14 @@ stop_berthd() {
 }
 
 if [ "${1:-}" = down ]; then
-  if ! berth version >/dev/null 2>&1; then start_berthd; fi
+  if ! berth ps -a >/dev/null 2>&1; then start_berthd; fi
   berth down demo || true
   stop_berthd
   echo "demo is down (state kept in $demo; remove it with: sudo rm -rf build/demo)"
   exit 0
 fi
 
-if berth version >/dev/null 2>&1; then
+if berth ps -a >/dev/null 2>&1; then
   step "a demo berthd is already running; bringing its stack down first"
   berth down demo >/dev/null 2>&1 || true
 else
@@ -73,7 +74,7 @@ berth logs --tail 4 dashboard
 step "kill -9 berthd: the containers keep running"
 kill -9 "$(cat "$demo/berthd.pid")"
 sleep 0.5
-pgrep -f 'berth-monitor' >/dev/null && echo "  monitors still hold $(pgrep -fc berth-monitor) containers"
+echo "  berth-monitor processes still holding the demo's containers: $(pgrep -fc "berth-monitor run $demo" || true)"
 start_berthd
 step "berthd restarted; berth ps shows the same containers, re-adopted"
 sleep 1

@@ -25,6 +25,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/berth-io/berth/core/fsutil"
 )
 
 // epoch is the mtime of every file and the creation time of every image, so
@@ -312,7 +314,8 @@ func writeArchive(s spec, files []entry, out, tmp string) (result, error) {
 	return result{Path: dst, Ref: s.ref, Digest: dg.String()}, nil
 }
 
-// tarDir writes the files under dir, sorted, into a tar at dst.
+// tarDir writes the files under dir, sorted, into a tar at dst, replacing
+// dst atomically.
 func tarDir(dir, dst string) error {
 	var paths []string
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
@@ -325,37 +328,21 @@ func tarDir(dir, dst string) error {
 		return err
 	}
 	sort.Strings(paths)
-	f, err := os.CreateTemp(filepath.Dir(dst), ".mkimage-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	tw := tar.NewWriter(f)
-	for _, p := range paths {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			f.Close()
-			return err
+	return fsutil.WriteFileFrom(dst, 0o644, func(w io.Writer) error {
+		tw := tar.NewWriter(w)
+		for _, p := range paths {
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			rel, _ := filepath.Rel(dir, p)
+			if err := tw.WriteHeader(&tar.Header{Name: filepath.ToSlash(rel), Mode: 0o644, Size: int64(len(b)), ModTime: epoch, Typeflag: tar.TypeReg}); err != nil {
+				return err
+			}
+			if _, err := tw.Write(b); err != nil {
+				return err
+			}
 		}
-		rel, _ := filepath.Rel(dir, p)
-		if err := tw.WriteHeader(&tar.Header{Name: filepath.ToSlash(rel), Mode: 0o644, Size: int64(len(b)), ModTime: epoch, Typeflag: tar.TypeReg}); err != nil {
-			f.Close()
-			return err
-		}
-		if _, err := tw.Write(b); err != nil {
-			f.Close()
-			return err
-		}
-	}
-	if err := tw.Close(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Chmod(f.Name(), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), dst)
+		return tw.Close()
+	})
 }

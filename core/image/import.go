@@ -22,6 +22,8 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/berth-io/berth/core/fsutil"
 )
 
 // maxMetaSize bounds index.json, oci-layout and manifests read into memory.
@@ -129,10 +131,6 @@ func (s *Store) Import(ctx context.Context, archive string, name string) ([]Imag
 			entries = append(entries, entry{ref: n, desc: f.desc})
 		}
 	}
-	if err := syncDir(s.blobDir()); err != nil {
-		return nil, fmt.Errorf("import %s: %w", archive, err)
-	}
-
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	idx := s.index
@@ -518,44 +516,23 @@ func (s *Store) writeBlob(ctx context.Context, h v1.Hash, size int64, r io.Reade
 	if fi, err := os.Stat(p); err == nil && (size < 0 || fi.Size() == size) {
 		return nil
 	}
-	f, err := os.CreateTemp(s.blobDir(), tmpPrefix+"blob-*")
-	if err != nil {
-		return fmt.Errorf("write blob %s: %w", h, err)
-	}
-	tmp := f.Name()
-	ok := false
-	defer func() {
-		if !ok {
-			f.Close()
-			os.Remove(tmp)
+	// The content is verified before the rename: a bad blob never gets its
+	// name, and fsutil removes the temporary file.
+	return fsutil.WriteFileFrom(p, 0o444, func(w io.Writer) error {
+		hs := sha256.New()
+		n, err := io.Copy(io.MultiWriter(w, hs), ctxReader{ctx, r})
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("%w: blob %s from %s: read: %v", ErrCorrupt, h, src, err)
 		}
-	}()
-	hs := sha256.New()
-	n, err := io.Copy(io.MultiWriter(f, hs), ctxReader{ctx, r})
-	if err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
+		if size >= 0 && n != size {
+			return fmt.Errorf("%w: blob %s from %s: %d bytes, want %d", ErrCorrupt, h, src, n, size)
 		}
-		return fmt.Errorf("%w: blob %s from %s: read: %v", ErrCorrupt, h, src, err)
-	}
-	if size >= 0 && n != size {
-		return fmt.Errorf("%w: blob %s from %s: %d bytes, want %d", ErrCorrupt, h, src, n, size)
-	}
-	if got := hex.EncodeToString(hs.Sum(nil)); got != h.Hex {
-		return fmt.Errorf("%w: blob %s from %s: content has digest sha256:%s", ErrCorrupt, h, src, got)
-	}
-	if err := f.Chmod(0o444); err != nil {
-		return fmt.Errorf("write blob %s: %w", h, err)
-	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("write blob %s: %w", h, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("write blob %s: %w", h, err)
-	}
-	if err := os.Rename(tmp, p); err != nil {
-		return fmt.Errorf("write blob %s: %w", h, err)
-	}
-	ok = true
-	return nil
+		if got := hex.EncodeToString(hs.Sum(nil)); got != h.Hex {
+			return fmt.Errorf("%w: blob %s from %s: content has digest sha256:%s", ErrCorrupt, h, src, got)
+		}
+		return nil
+	})
 }

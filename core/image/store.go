@@ -31,6 +31,8 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/berth-io/berth/core/fsutil"
 )
 
 // AnnotationRefName is the OCI annotation that carries an image's name in
@@ -45,7 +47,9 @@ const (
 	indexFile  = "index.json"
 	layoutFile = "oci-layout"
 	layoutJSON = `{"imageLayoutVersion":"1.0.0"}`
-	tmpPrefix  = ".tmp-"
+	// tmpPrefix starts every temporary name in blobs/sha256; Open removes
+	// them. Blob writes go through fsutil, so it is fsutil's prefix.
+	tmpPrefix = fsutil.TempPrefix
 )
 
 // Image describes one named image in the store.
@@ -117,7 +121,7 @@ func Open(root string, opts ...Option) (*Store, error) {
 		return nil, fmt.Errorf("open image store: %w", err)
 	}
 	if _, err := os.Stat(filepath.Join(root, layoutFile)); errors.Is(err, fs.ErrNotExist) {
-		if err := writeFileAtomic(filepath.Join(root, layoutFile), []byte(layoutJSON)); err != nil {
+		if err := fsutil.WriteFile(filepath.Join(root, layoutFile), []byte(layoutJSON), 0o644); err != nil {
 			return nil, fmt.Errorf("open image store: %w", err)
 		}
 	}
@@ -496,45 +500,7 @@ func (s *Store) writeIndex(idx v1.IndexManifest) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(filepath.Join(s.root, indexFile), b)
-}
-
-// writeFileAtomic writes b to a temp file beside p, syncs it, renames it
-// over p and syncs the directory.
-func writeFileAtomic(p string, b []byte) error {
-	dir := filepath.Dir(p)
-	f, err := os.CreateTemp(dir, tmpPrefix+filepath.Base(p)+"-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name()) // no-op after a successful rename
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Chmod(f.Name(), 0o644); err != nil {
-		return err
-	}
-	if err := os.Rename(f.Name(), p); err != nil {
-		return err
-	}
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return fsutil.WriteFile(filepath.Join(s.root, indexFile), b, 0o644)
 }
 
 // ctxReader fails reads once ctx is done.

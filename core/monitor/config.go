@@ -7,7 +7,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/berth-io/berth/core/oci"
+	"github.com/berth-io/berth/core/fsutil"
 )
 
 // Defaults for log rotation.
@@ -77,7 +77,7 @@ func writeConfig(c Config) error {
 	if err != nil {
 		return err
 	}
-	return oci.WriteFileAtomic(filepath.Join(c.Dir, configFile), b, 0o600)
+	return fsutil.WriteFile(filepath.Join(c.Dir, configFile), b, 0o600)
 }
 
 func readConfig(dir string) (Config, error) {
@@ -107,7 +107,7 @@ func writeExit(dir string, st ExitStatus) error {
 	if err != nil {
 		return err
 	}
-	return oci.WriteFileAtomic(filepath.Join(dir, exitFile), b, 0o644)
+	return fsutil.WriteFile(filepath.Join(dir, exitFile), b, 0o644)
 }
 
 // readExit returns the recorded exit status; ok is false when there is none.

@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/berth-io/berth/core/fsutil"
 	"github.com/berth-io/berth/core/oci"
 	"golang.org/x/sys/unix"
 )
@@ -82,8 +83,8 @@ func run(dir string) error {
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
 		return fail(fmt.Errorf("become subreaper: %w", err))
 	}
-	if err := oci.WriteFileAtomic(filepath.Join(dir, monitorPidFile), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
-		return fail(fmt.Errorf("write %s: %w", monitorPidFile, err))
+	if err := fsutil.WriteFile(filepath.Join(dir, monitorPidFile), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+		return fail(err)
 	}
 	logs, err := openLogWriter(filepath.Join(dir, logDir), cfg.LogMaxSize, cfg.LogMaxFiles, os.Stderr)
 	if err != nil {

@@ -10,6 +10,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/berth-io/berth/core/fsutil"
 )
 
 // netState is what berth keeps of one stack network: its subnet and the
@@ -70,44 +72,18 @@ func (s *netState) save(dir string) error {
 	if err != nil {
 		return fmt.Errorf("save network state: %w", err)
 	}
-	dst := statePath(dir, s.Bridge)
-	tmp, err := os.CreateTemp(dir, "."+s.Bridge+"-*.tmp")
-	if err != nil {
+	if err := fsutil.WriteFile(statePath(dir, s.Bridge), append(b, '\n'), 0o600); err != nil {
 		return fmt.Errorf("save network state: %w", err)
 	}
-	defer os.Remove(tmp.Name()) // no-op after a successful rename
-	if _, err := tmp.Write(append(b, '\n')); err != nil {
-		tmp.Close()
-		return fmt.Errorf("save network state: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("save network state: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("save network state: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), dst); err != nil {
-		return fmt.Errorf("save network state: %w", err)
-	}
-	return syncDir(dir)
+	return nil
 }
 
 func removeState(dir, bridge string) error {
 	if err := os.Remove(statePath(dir, bridge)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("remove network state: %w", err)
 	}
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("sync state dir: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync state dir: %w", err)
+	if err := fsutil.SyncDir(dir); err != nil {
+		return fmt.Errorf("remove network state: %w", err)
 	}
 	return nil
 }

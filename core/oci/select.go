@@ -5,13 +5,14 @@ import (
 	"debug/elf"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/berth-io/berth/core/fsutil"
 )
 
 // ProbeExitArg is the argument on which berth's own static binaries (the
@@ -141,7 +142,7 @@ func probe(ctx context.Context, name, probeDir string, cfg selectConfig, log *sl
 	}
 	defer os.RemoveAll(dir)
 	payload := filepath.Base(cfg.probePath) // busybox picks its applet by argv[0]
-	if err := copyExecutable(cfg.probePath, filepath.Join(dir, "rootfs", payload)); err != nil {
+	if err := fsutil.LinkOrCopy(cfg.probePath, filepath.Join(dir, "rootfs", payload), 0o755); err != nil {
 		return nil, 0, fmt.Errorf("probe bundle: %w", err)
 	}
 	spec, err := Spec(SpecOptions{
@@ -174,25 +175,4 @@ func probe(ctx context.Context, name, probeDir string, cfg selectConfig, log *sl
 		return nil, took, fmt.Errorf("probe container exited with code %d", code)
 	}
 	return rt, took, nil
-}
-
-// copyExecutable hard-links src to dst, or copies it when linking fails.
-func copyExecutable(src, dst string) error {
-	if err := os.Link(src, dst); err == nil {
-		return nil
-	}
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o755)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
 }

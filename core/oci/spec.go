@@ -9,6 +9,8 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/berth-io/berth/core/fsutil"
 )
 
 // DeviceSocketPath is where the optional device socket is bind-mounted
@@ -381,45 +383,8 @@ func WriteBundle(dir string, spec *specs.Spec) error {
 	if err != nil {
 		return fmt.Errorf("write bundle: %w", err)
 	}
-	if err := WriteFileAtomic(filepath.Join(dir, "config.json"), b, 0o600); err != nil {
+	if err := fsutil.WriteFile(filepath.Join(dir, "config.json"), b, 0o600); err != nil {
 		return fmt.Errorf("write bundle: %w", err)
 	}
 	return nil
-}
-
-// WriteFileAtomic writes data to path through a synced temporary file in the
-// same directory and a rename, then syncs the directory; a crash leaves the
-// old file or the new one, never a mix.
-func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // no-op after a successful rename
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Chmod(perm); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

@@ -186,4 +186,3 @@ func quoteList(s []string) string {
 	}
 	return out
 }
-

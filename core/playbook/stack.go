@@ -481,4 +481,3 @@ func dependencyCycles(s *Stack) [][]*Container {
 	}
 	return cycles
 }
-

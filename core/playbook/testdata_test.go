@@ -135,4 +135,3 @@ func render(diags hcl.Diagnostics, _ string) string {
 	}
 	return b.String()
 }
-

@@ -427,7 +427,22 @@ func FuzzExtract(f *testing.F) {
 		f.Add(mkTar(f, s...))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		parent := t.TempDir()
+		parent, err := os.MkdirTemp("", "fuzzextract-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() {
+			done := make(chan error)
+			go func() { done <- os.RemoveAll(parent) }()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("cleanup: %v", err)
+				}
+			case <-time.After(5 * time.Second):
+				t.Errorf("cleanup of %s still running after 5s", parent)
+			}
+		}()
 		root := filepath.Join(parent, "root")
 		os.Mkdir(root, 0o755)
 		os.Mkdir(filepath.Join(parent, "outside"), 0o755)

@@ -37,6 +37,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/berth-io/berth/core/fsutil"
 	"github.com/berth-io/berth/core/image"
 )
 
@@ -617,25 +618,12 @@ func diskUsage(ctx context.Context, dir string, seen map[[2]uint64]bool) (int64,
 	return total, err
 }
 
-// writeJSONAtomic writes v as JSON to p via a synced temp file and rename.
+// writeJSONAtomic writes v as JSON to p, private to root, replacing p
+// atomically (see fsutil.WriteFile).
 func writeJSONAtomic(p string, v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(filepath.Dir(p), tmpPrefix+"*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(b); err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), p)
+	return fsutil.WriteFile(p, b, 0o600)
 }

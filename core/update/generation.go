@@ -15,6 +15,8 @@ import (
 	"sort"
 	"strconv"
 	"time"
+
+	"github.com/berth-io/berth/core/fsutil"
 )
 
 // ErrNotFound is returned when a stack has no current generation.
@@ -74,11 +76,13 @@ func (s *Store) Commit(g *Generation) error {
 	if err != nil {
 		return fmt.Errorf("commit generation: %w", err)
 	}
-	if err := writeSynced(filepath.Join(tmp, "generation.json"), meta); err != nil {
-		return err
+	// The files are written into a fresh directory renamed into place
+	// whole; fsutil syncs tmp too, so its entries are durable before then.
+	if err := fsutil.WriteFile(filepath.Join(tmp, "generation.json"), meta, 0o600); err != nil {
+		return fmt.Errorf("commit generation: %w", err)
 	}
-	if err := writeSynced(filepath.Join(tmp, "playbook.hcl"), g.Source); err != nil {
-		return err
+	if err := fsutil.WriteFile(filepath.Join(tmp, "playbook.hcl"), g.Source, 0o600); err != nil {
+		return fmt.Errorf("commit generation: %w", err)
 	}
 	if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
 		return fmt.Errorf("commit generation: %w", err)
@@ -137,7 +141,10 @@ func (s *Store) Deactivate(stack string) error {
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("deactivate %q: %w", stack, err)
 	}
-	return syncDir(filepath.Join(s.root, stack))
+	if err := fsutil.SyncDir(filepath.Join(s.root, stack)); err != nil {
+		return fmt.Errorf("deactivate %q: %w", stack, err)
+	}
+	return nil
 }
 
 // point switches the stack's current symlink to name by rename.
@@ -151,7 +158,10 @@ func (s *Store) point(stack, name string) error {
 	if err := os.Rename(tmp, filepath.Join(dir, "current")); err != nil {
 		return fmt.Errorf("switch generation: %w", err)
 	}
-	return syncDir(dir)
+	if err := fsutil.SyncDir(dir); err != nil {
+		return fmt.Errorf("switch generation: %w", err)
+	}
+	return nil
 }
 
 // numbers lists the stack's generation numbers, ascending.
@@ -177,32 +187,4 @@ func (s *Store) prune(stack string, older []int) {
 		os.RemoveAll(filepath.Join(s.root, stack, strconv.Itoa(older[0])))
 		older = older[1:]
 	}
-}
-
-func writeSynced(path string, data []byte) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return f.Close()
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	return nil
 }

@@ -8,13 +8,13 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"io"
 	"os"
 	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/berth-io/berth/core/fsutil"
 	"github.com/berth-io/berth/core/oci"
 )
 
@@ -96,7 +96,7 @@ func Rootfs(t testing.TB) string {
 			t.Fatal(err)
 		}
 	}
-	if err := copyFile(Busybox, filepath.Join(root, "bin", "busybox")); err != nil {
+	if err := fsutil.CopyFile(Busybox, filepath.Join(root, "bin", "busybox"), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	for _, a := range []string{"sh", "echo", "sleep", "cat", "true", "false", "kill", "id", "printf", "seq", "yes", "head", "ls"} {
@@ -153,21 +153,4 @@ func RemoveCgroups(id string) {
 			os.Remove(p) // fails while other tests use it; that is fine
 		}
 	}
-}
-
-func copyFile(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o755)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
 }

@@ -1,0 +1,261 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// stackName is the benchmark stack's name in its playbook.
+const stackName = "bench"
+
+// benchImages are the archives the stack uses, by file name in -images, as
+// cmd/mkimage writes them. busybox is every container's base.
+var benchImages = []string{"busybox.tar", "base-config.tar", "kvdb.tar", "sensor.tar", "dashboard.tar"}
+
+// playbook is the benchmark stack: 5 containers, each the busybox image
+// plus one small top image, running a process that stays up with no
+// network (network_mode "none", the default), so the bare-runtime baseline
+// does exactly the same work. SIGKILL makes `berth down` quick.
+const playbook = `stack "bench" {
+  container "config" {
+    images  = ["berth.local/busybox:1.35", "berth.local/base-config:1"]
+    command = ["/bin/sleep", "3600"]
+    stop { signal = "SIGKILL" }
+  }
+  container "kvdb" {
+    images  = ["berth.local/busybox:1.35", "berth.local/kvdb:1"]
+    command = ["/bin/sleep", "3600"]
+    stop { signal = "SIGKILL" }
+  }
+  container "sensor" {
+    images  = ["berth.local/busybox:1.35", "berth.local/sensor:1"]
+    command = ["/bin/sleep", "3600"]
+    stop { signal = "SIGKILL" }
+  }
+  container "dashboard" {
+    images  = ["berth.local/busybox:1.35", "berth.local/dashboard:1"]
+    command = ["/bin/sleep", "3600"]
+    stop { signal = "SIGKILL" }
+  }
+  container "kvdb-2" {
+    images  = ["berth.local/busybox:1.35", "berth.local/kvdb:1"]
+    command = ["/bin/sleep", "3600"]
+    stop { signal = "SIGKILL" }
+  }
+}
+`
+
+// containers are the playbook's container names.
+var containers = []string{"config", "kvdb", "sensor", "dashboard", "kvdb-2"}
+
+// idleWait is how long berthd is left alone before its RSS is read.
+const idleWait = time.Second
+
+type options struct {
+	bin, images, runtime string
+	runs                 int
+	json                 bool
+}
+
+func run(args []string) error {
+	fs := flag.NewFlagSet("berth-bench", flag.ContinueOnError)
+	var o options
+	fs.StringVar(&o.bin, "bin", "bin", "directory holding berthd, berth and berth-monitor (make build)")
+	fs.StringVar(&o.images, "images", "build/images", "directory holding the image archives (make images)")
+	fs.StringVar(&o.runtime, "runtime", "crun", "berthd's preferred OCI runtime; the baseline uses the one berthd selects")
+	fs.IntVar(&o.runs, "n", 5, "cold-start runs of each kind, alternating")
+	fs.BoolVar(&o.json, "json", false, "print the results as JSON instead of a table")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 || o.runs < 1 {
+		return errors.New("usage: berth-bench [-bin DIR] [-images DIR] [-runtime NAME] [-n RUNS] [-json]")
+	}
+	if os.Geteuid() != 0 {
+		return errors.New("needs root: berthd mounts overlays and runs containers (try: sudo make bench)")
+	}
+	for _, name := range []string{"berthd", "berth", "berth-monitor"} {
+		if _, err := os.Stat(filepath.Join(o.bin, name)); err != nil {
+			return fmt.Errorf("%w (run make build)", err)
+		}
+	}
+	for _, name := range benchImages {
+		if _, err := os.Stat(filepath.Join(o.images, name)); err != nil {
+			return fmt.Errorf("%w (run make images)", err)
+		}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	b, err := newBench(o)
+	if err != nil {
+		return err
+	}
+	rep, err := b.measure(ctx)
+	if err != nil && ctx.Err() != nil {
+		err = errors.New("interrupted") // the rest is the fallout of cancelling
+	}
+	if cerr := b.cleanup(); cerr != nil {
+		err = errors.Join(err, fmt.Errorf("cleanup: %w", cerr))
+	}
+	if err != nil {
+		return err
+	}
+	if o.json {
+		return rep.writeJSON(os.Stdout)
+	}
+	rep.writeTable(os.Stdout)
+	return nil
+}
+
+// measure runs the whole benchmark on a started bench and returns its
+// report. The caller cleans up.
+func (b *bench) measure(ctx context.Context) (*report, error) {
+	rep := &report{Runs: b.opts.runs, Network: "none", Containers: len(containers)}
+	if err := b.startDaemon(ctx); err != nil {
+		return nil, err
+	}
+	var err error
+	if rep.Machine, err = b.machine(ctx); err != nil {
+		return nil, err
+	}
+	b.logf("machine: %s, %d cores, Linux %s, %s", rep.Machine.CPU, rep.Machine.Cores, rep.Machine.Kernel, rep.Machine.RuntimeVersion)
+	for _, name := range benchImages {
+		if _, err := b.berth(ctx, "image", "import", filepath.Join(b.opts.images, name)); err != nil {
+			return nil, err
+		}
+	}
+	if rep.RSS.ImportKiB, err = b.idleRSS(ctx); err != nil {
+		return nil, err
+	}
+	// The figure that counts is berthd started on a store that holds the
+	// images, as on an ECU's boot, without the garbage of importing them.
+	b.stopDaemon()
+	if err := b.startDaemon(ctx); err != nil {
+		return nil, fmt.Errorf("restart berthd: %w", err)
+	}
+	if rep.RSS.IdleKiB, err = b.idleRSS(ctx); err != nil {
+		return nil, err
+	}
+
+	// Warm-up: the first up unpacks the layers; it is not timed. While it
+	// is up, measure memory and disk and copy the bundles for the baseline.
+	b.logf("warm-up: berth up (unpacks the layers once)")
+	if _, err := b.upBerth(ctx); err != nil {
+		return nil, err
+	}
+	if rep.RSS.StackKiB, err = b.idleRSS(ctx); err != nil {
+		return nil, err
+	}
+	if rep.RSS.Monitors, rep.RSS.MonitorKiB, err = b.monitorsRSS(); err != nil {
+		return nil, err
+	}
+	if rep.Storage, err = b.storage(ctx); err != nil {
+		return nil, err
+	}
+	if err := b.prepareDirect(ctx); err != nil {
+		return nil, err
+	}
+	if err := b.downBerth(ctx); err != nil {
+		return nil, err
+	}
+
+	for i := range b.opts.runs {
+		order := []bool{true, false} // berth first on even runs
+		if i%2 == 1 {
+			order = []bool{false, true}
+		}
+		for _, berth := range order {
+			var took time.Duration
+			var err error
+			if berth {
+				if took, err = b.upBerth(ctx); err == nil {
+					rep.Cold.BerthMs = append(rep.Cold.BerthMs, ms(took))
+					took, err = b.cliRoundTrip(ctx)
+					rep.Cold.CLIMs = append(rep.Cold.CLIMs, ms(took))
+				}
+				if err == nil {
+					err = b.downBerth(ctx)
+				}
+			} else {
+				if took, err = b.upDirect(ctx); err == nil {
+					rep.Cold.DirectMs = append(rep.Cold.DirectMs, ms(took))
+					err = b.downDirect(ctx)
+				}
+			}
+			if err != nil {
+				return nil, fmt.Errorf("run %d: %w", i+1, err)
+			}
+		}
+		b.logf("run %d/%d: berth %.1f ms, %s %.1f ms", i+1, b.opts.runs,
+			rep.Cold.BerthMs[i], rep.Machine.Runtime, rep.Cold.DirectMs[i])
+	}
+	rep.finish()
+	return rep, nil
+}
+
+// idleRSS leaves berthd idle for idleWait and returns its RSS in KiB.
+func (b *bench) idleRSS(ctx context.Context) (int64, error) {
+	if err := pause(ctx, idleWait); err != nil {
+		return 0, err
+	}
+	return rssKiB(b.daemon.Process.Pid)
+}
+
+// cliRoundTrip times one `berth ps` (CLI start, dial, one small RPC): the
+// fixed part of any berth command, shown beside the cold start.
+func (b *bench) cliRoundTrip(ctx context.Context) (time.Duration, error) {
+	start := time.Now()
+	_, err := b.berth(ctx, "ps")
+	return time.Since(start), err
+}
+
+// pause waits d, or until ctx ends. The wait is the measurement (berthd
+// left idle), not a hope that something settles.
+func pause(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// cpuModel is the first "model name" of /proc/cpuinfo.
+func cpuModel() string {
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return "unknown"
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "unknown"
+}
