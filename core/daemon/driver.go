@@ -114,6 +114,8 @@ func (d *ociDriver) RemoveStack(ctx context.Context, st *playbook.Stack) error {
 }
 
 func (d *ociDriver) Prepare(ctx context.Context, s *stack.Spec) error {
+	began := time.Now()
+	defer func() { d.log.Debug("container prepared", "container", s.ID(), "took", time.Since(began)) }()
 	dir := d.containerDir(s)
 	if err := os.MkdirAll(filepath.Join(dir, "monitor"), 0o700); err != nil {
 		return err
@@ -270,14 +272,18 @@ func (d *ociDriver) monitorConfig(s *stack.Spec) monitor.Config {
 }
 
 func (d *ociDriver) Start(ctx context.Context, s *stack.Spec) (stack.Task, error) {
-	// A run that ended leaves runtime state behind; clear it first.
-	if err := d.runtime.Delete(ctx, s.ID(), true); err != nil && !errors.Is(err, oci.ErrNotExist) {
-		return nil, err
+	// A run that ended may have left runtime state behind; clear it first.
+	if d.runtime.HasState(s.ID()) {
+		if err := d.runtime.Delete(ctx, s.ID(), true); err != nil && !errors.Is(err, oci.ErrNotExist) {
+			return nil, err
+		}
 	}
+	began := time.Now()
 	h, err := monitor.Start(ctx, d.monitorConfig(s))
 	if err != nil {
 		return nil, err
 	}
+	d.log.Debug("container started", "container", s.ID(), "pid", h.Pid(), "took", time.Since(began))
 	return &task{h: h, d: d, s: s}, nil
 }
 

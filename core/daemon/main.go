@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/berth-io/berth/core/version"
@@ -42,6 +43,11 @@ func Main(args []string) error {
 		return err
 	}
 	cfg.Log = log
+	if os.Getenv("GOGC") == "" {
+		// An ECU has little memory: collect at 50 % heap growth rather
+		// than Go's 100 %. berthd's heap is small, so the cost is small.
+		debug.SetGCPercent(50)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	return Run(ctx, cfg)

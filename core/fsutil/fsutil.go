@@ -45,6 +45,26 @@ func WriteFile(path string, data []byte, perm os.FileMode) error {
 // caller can abort a write it finds bad (a digest mismatch, a cancelled
 // context) and keep its own error. write must not keep w after it returns.
 func WriteFileFrom(path string, perm os.FileMode, write func(w io.Writer) error) error {
+	return replace(path, perm, true, write)
+}
+
+// ReplaceFile is WriteFile without the syncs: readers and a crash of the
+// process see the old file or the new one, but a power cut may lose the
+// new one. It is for files that describe what runs now and mean nothing
+// after a reboot (a container's bundle, its monitor's pid and exit files),
+// where an fsync would only slow a container's start.
+func ReplaceFile(path string, data []byte, perm os.FileMode) error {
+	return replace(path, perm, false, func(w io.Writer) error {
+		if _, err := w.Write(data); err != nil {
+			return fmt.Errorf("write %s: %w", path, err)
+		}
+		return nil
+	})
+}
+
+// replace writes path through a temporary file and a rename, syncing both
+// when durable.
+func replace(path string, perm os.FileMode, durable bool, write func(w io.Writer) error) error {
 	dir, base := filepath.Split(path)
 	if dir == "" {
 		dir = "."
@@ -70,8 +90,10 @@ func WriteFileFrom(path string, perm os.FileMode, write func(w io.Writer) error)
 	if err := f.Chmod(perm); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
+	if durable {
+		if err := f.Sync(); err != nil {
+			return fmt.Errorf("write %s: %w", path, err)
+		}
 	}
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
@@ -80,6 +102,9 @@ func WriteFileFrom(path string, perm os.FileMode, write func(w io.Writer) error)
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	done = true
+	if !durable {
+		return nil
+	}
 	return SyncDir(filepath.Dir(path))
 }
 

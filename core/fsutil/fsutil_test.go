@@ -64,23 +64,26 @@ func TestWriteFile(t *testing.T) {
 		{name: "overwrite changes perm", file: "pid", old: []byte("1"), data: []byte("2"), perm: 0o644},
 		{name: "long name", file: long, data: []byte("l"), perm: 0o600},
 	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			dir := t.TempDir()
-			p := filepath.Join(dir, tc.file)
-			if tc.old != nil {
-				if err := os.WriteFile(p, tc.old, 0o666); err != nil {
-					t.Fatal(err)
+	writers := map[string]func(string, []byte, os.FileMode) error{"WriteFile": WriteFile, "ReplaceFile": ReplaceFile}
+	for wname, write := range writers {
+		for _, tc := range cases {
+			t.Run(wname+"/"+tc.name, func(t *testing.T) {
+				dir := t.TempDir()
+				p := filepath.Join(dir, tc.file)
+				if tc.old != nil {
+					if err := os.WriteFile(p, tc.old, 0o666); err != nil {
+						t.Fatal(err)
+					}
 				}
-			}
-			if err := WriteFile(p, tc.data, tc.perm); err != nil {
-				t.Fatalf("WriteFile: %v", err)
-			}
-			checkFile(t, p, tc.data, tc.perm)
-			if l := temps(t, dir); len(l) != 0 {
-				t.Fatalf("temporary files left: %v", l)
-			}
-		})
+				if err := write(p, tc.data, tc.perm); err != nil {
+					t.Fatalf("%s: %v", wname, err)
+				}
+				checkFile(t, p, tc.data, tc.perm)
+				if l := temps(t, dir); len(l) != 0 {
+					t.Fatalf("temporary files left: %v", l)
+				}
+			})
+		}
 	}
 }
 

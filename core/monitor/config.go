@@ -77,7 +77,7 @@ func writeConfig(c Config) error {
 	if err != nil {
 		return err
 	}
-	return fsutil.WriteFile(filepath.Join(c.Dir, configFile), b, 0o600)
+	return fsutil.ReplaceFile(filepath.Join(c.Dir, configFile), b, 0o600)
 }
 
 func readConfig(dir string) (Config, error) {
@@ -107,7 +107,7 @@ func writeExit(dir string, st ExitStatus) error {
 	if err != nil {
 		return err
 	}
-	return fsutil.WriteFile(filepath.Join(dir, exitFile), b, 0o644)
+	return fsutil.ReplaceFile(filepath.Join(dir, exitFile), b, 0o644)
 }
 
 // readExit returns the recorded exit status; ok is false when there is none.

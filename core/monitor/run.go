@@ -83,7 +83,7 @@ func run(dir string) error {
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
 		return fail(fmt.Errorf("become subreaper: %w", err))
 	}
-	if err := fsutil.WriteFile(filepath.Join(dir, monitorPidFile), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+	if err := fsutil.ReplaceFile(filepath.Join(dir, monitorPidFile), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
 		return fail(err)
 	}
 	logs, err := openLogWriter(filepath.Join(dir, logDir), cfg.LogMaxSize, cfg.LogMaxFiles, os.Stderr)
@@ -134,8 +134,8 @@ func run(dir string) error {
 	return nil
 }
 
-// createAndStart creates the container with fresh output pipes as its
-// stdout and stderr and starts it. It returns the init pid and the read ends
+// createAndStart creates and starts the container (one `run --detach`)
+// with fresh output pipes as its stdout and stderr. It returns the init pid and the read ends
 // of the pipes. On failure the runtime's state is deleted.
 func createAndStart(rt *oci.Runtime, cfg Config) (pid int, outR, errR *os.File, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), runtimeTimeout)
@@ -156,15 +156,12 @@ func createAndStart(rt *oci.Runtime, cfg Config) (pid int, outR, errR *os.File, 
 		return 0, nil, nil, err
 	}
 	pidFile := filepath.Join(cfg.Dir, containerPid)
-	cerr := rt.Create(ctx, cfg.ID, cfg.Bundle, pidFile, devnull, outW, errW)
+	cerr := rt.RunDetached(ctx, cfg.ID, cfg.Bundle, pidFile, devnull, outW, errW)
 	// The container holds its own copies of the write ends now.
 	outW.Close()
 	errW.Close()
 	if cerr == nil {
 		pid, cerr = readPid(pidFile)
-		if cerr == nil {
-			cerr = rt.Start(ctx, cfg.ID)
-		}
 	}
 	if cerr != nil {
 		outR.Close()

@@ -328,7 +328,21 @@ func (r *Runtime) Exec(ctx context.Context, id string, p specs.Process, stdin io
 // the container keeps them open after Create returns, and the caller still
 // owns and closes its own copies.
 func (r *Runtime) Create(ctx context.Context, id, bundle, pidFile string, stdin, stdout, stderr *os.File) error {
-	c := call{args: []string{"create", "--bundle", bundle, "--pid-file", pidFile, id}}
+	return r.withStdio(ctx, []string{"create", "--bundle", bundle, "--pid-file", pidFile, id}, stdin, stdout, stderr)
+}
+
+// RunDetached creates and starts container id from bundle in one runtime
+// call (`run --detach`), which saves a process start over Create and Start.
+// pidFile and the stdio are as for Create.
+func (r *Runtime) RunDetached(ctx context.Context, id, bundle, pidFile string, stdin, stdout, stderr *os.File) error {
+	return r.withStdio(ctx, []string{"run", "--detach", "--bundle", bundle, "--pid-file", pidFile, id}, stdin, stdout, stderr)
+}
+
+// withStdio runs the runtime with args, handing stdin, stdout and stderr
+// (nil: /dev/null) to the container process as they are.
+func (r *Runtime) withStdio(ctx context.Context, args []string, stdin, stdout, stderr *os.File) error {
+	c := call{args: args}
+	id := args[len(args)-1]
 	// The container keeps its stdio; a pipe to us would hold run() until
 	// the container exits, so nil means /dev/null.
 	var devnull *os.File
@@ -336,7 +350,7 @@ func (r *Runtime) Create(ctx context.Context, id, bundle, pidFile string, stdin,
 		if f == nil && devnull == nil {
 			var err error
 			if devnull, err = os.OpenFile(os.DevNull, os.O_RDWR, 0); err != nil {
-				return fmt.Errorf("create %s: %w", id, err)
+				return fmt.Errorf("%s %s: %w", args[0], id, err)
 			}
 			defer devnull.Close()
 		}
@@ -349,9 +363,20 @@ func (r *Runtime) Create(ctx context.Context, id, bundle, pidFile string, stdin,
 	}
 	c.stdin, c.stdout, c.stderr = or(stdin), or(stdout), or(stderr)
 	if _, err := r.run(ctx, c); err != nil {
-		return fmt.Errorf("create %s: %w", id, err)
+		return fmt.Errorf("%s %s: %w", args[0], id, err)
 	}
 	return nil
+}
+
+// HasState reports whether the runtime keeps state for container id in its
+// root directory, without running the runtime. Without a Root it cannot
+// tell and answers true.
+func (r *Runtime) HasState(id string) bool {
+	if r.Root == "" {
+		return true
+	}
+	_, err := os.Lstat(filepath.Join(r.Root, id))
+	return err == nil
 }
 
 // Start runs the user process of a created container.

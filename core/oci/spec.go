@@ -383,7 +383,7 @@ func WriteBundle(dir string, spec *specs.Spec) error {
 	if err != nil {
 		return fmt.Errorf("write bundle: %w", err)
 	}
-	if err := fsutil.WriteFile(filepath.Join(dir, "config.json"), b, 0o600); err != nil {
+	if err := fsutil.ReplaceFile(filepath.Join(dir, "config.json"), b, 0o600); err != nil {
 		return fmt.Errorf("write bundle: %w", err)
 	}
 	return nil

@@ -411,6 +411,39 @@ func TestPrepareRefusesCorruptLayer(t *testing.T) {
 	}
 }
 
+// A record torn by a power cut (records are not synced) does not keep the
+// container from being prepared again; its upper dir survives.
+func TestPrepareRewritesTornRecord(t *testing.T) {
+	needRoot(t)
+	ctx := context.Background()
+	imgs := newFakeImages()
+	l := imgs.add(t, ent{name: "f", body: "x"})
+	s, err := Open(t.TempDir(), imgs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img := []image.Image{{Layers: []image.Layer{l}}}
+	r, err := s.Prepare(ctx, "c", img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(r.Upper, "kept"), []byte("state"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(s.containerDir("c"), recordFile), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Prepare(ctx, "c", img); err != nil {
+		t.Fatalf("Prepare after a torn record: %v", err)
+	}
+	if b, err := os.ReadFile(filepath.Join(r.Upper, "kept")); err != nil || string(b) != "state" {
+		t.Fatalf("upper dir lost: %q, %v", b, err)
+	}
+	if got, err := s.readRecord("c"); err != nil || len(got.Layers) != 1 || got.Layers[0] != l.DiffID {
+		t.Fatalf("record after Prepare = %+v, %v", got, err)
+	}
+}
+
 func FuzzExtract(f *testing.F) {
 	if os.Geteuid() != 0 {
 		f.Skip("needs root: mknod of whiteouts and lchown")

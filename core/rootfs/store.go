@@ -311,7 +311,7 @@ func (s *Store) Prepare(ctx context.Context, id string, images []image.Image) (*
 	case errors.Is(err, ErrNotFound):
 		err = os.MkdirAll(dir, 0o700)
 		if err == nil {
-			err = writeJSONAtomic(filepath.Join(dir, recordFile), rec)
+			err = writeRecord(filepath.Join(dir, recordFile), rec)
 		}
 		s.mu.Unlock()
 		if err != nil {
@@ -392,7 +392,10 @@ func (s *Store) readRecord(id string) (record, error) {
 	}
 	var r record
 	if err := json.Unmarshal(b, &r); err != nil {
-		return record{}, fmt.Errorf("%s: %w", filepath.Join(s.containerDir(id), recordFile), err)
+		// Torn by a power cut (records are not synced): Prepare writes
+		// it again.
+		s.log.Warn("unreadable rootfs record; treating the container as new", "container", id, "err", err)
+		return record{}, ErrNotFound
 	}
 	return r, nil
 }
@@ -618,12 +621,14 @@ func diskUsage(ctx context.Context, dir string, seen map[[2]uint64]bool) (int64,
 	return total, err
 }
 
-// writeJSONAtomic writes v as JSON to p, private to root, replacing p
-// atomically (see fsutil.WriteFile).
-func writeJSONAtomic(p string, v any) error {
-	b, err := json.Marshal(v)
+// writeRecord writes a container's record, private to root. It replaces
+// the file atomically but does not sync it: a record lost in a power cut is
+// written again by the next Prepare (see readRecord), and an fsync under
+// s.mu would serialise the starts of a whole stack.
+func writeRecord(p string, rec record) error {
+	b, err := json.Marshal(rec)
 	if err != nil {
 		return err
 	}
-	return fsutil.WriteFile(p, b, 0o600)
+	return fsutil.ReplaceFile(p, b, 0o600)
 }

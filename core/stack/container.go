@@ -106,14 +106,15 @@ func (c *container) waitFor(ctx context.Context, cond func() bool) error {
 
 // supervise runs the container until it is stopped, its policy keeps it
 // down, or ctx ends (berthd shutting down: the container keeps running).
-// adopt says to take over the process an earlier berthd started.
-func (c *container) supervise(ctx context.Context, adopt bool) {
+// adopted, when not nil, is the process an earlier berthd started: it is
+// supervised first instead of starting one.
+func (c *container) supervise(ctx context.Context, adopted Task) {
 	defer close(c.done)
 	policy := c.spec.Container.Restart
 	consecutive := 0
 	for {
-		task, stopHealth, err := c.run(ctx, adopt)
-		adopt = false
+		task, stopHealth, err := c.run(ctx, adopted)
+		adopted = nil
 		if ctx.Err() != nil {
 			return
 		}
@@ -190,23 +191,17 @@ func (c *container) supervise(ctx context.Context, adopt bool) {
 	}
 }
 
-// run starts (or adopts) the container's process and its health check;
-// stopHealth ends the health check.
-func (c *container) run(ctx context.Context, adopt bool) (task Task, stopHealth func(), err error) {
+// run starts the container's process, or takes adopted, and starts its
+// health check; stopHealth ends the health check.
+func (c *container) run(ctx context.Context, adopted Task) (task Task, stopHealth func(), err error) {
 	if c.isStopping() {
 		return nil, nil, errors.New("stopped before start")
 	}
-	if adopt {
-		task, err = c.driver.Adopt(ctx, c.spec)
-		if errors.Is(err, ErrNotFound) {
-			c.log.Info("not found to adopt; starting it")
-			task, err = c.driver.Start(ctx, c.spec)
+	task = adopted
+	if task == nil {
+		if task, err = c.driver.Start(ctx, c.spec); err != nil {
+			return nil, nil, err
 		}
-	} else {
-		task, err = c.driver.Start(ctx, c.spec)
-	}
-	if err != nil {
-		return nil, nil, err
 	}
 	c.update(func() {
 		c.task = task

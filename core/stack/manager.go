@@ -93,7 +93,7 @@ func (m *Manager) restore(ctx context.Context, name string) error {
 	if diags.HasErrors() {
 		return &api.DiagnosticsError{Diags: diags}
 	}
-	if err := m.prepare(ctx, pb.Stack, specs); err != nil {
+	if err := m.driver.PrepareStack(ctx, pb.Stack); err != nil {
 		return err
 	}
 	r := &running{pb: pb, containers: map[string]*container{}}
@@ -150,11 +150,13 @@ func (m *Manager) Up(ctx context.Context, req api.ApplyRequest, progress func(ap
 			digests[ref.Ref] = s.Images[i].Digest
 		}
 	}
+	began := time.Now()
 	gen := &update.Generation{Stack: name, File: req.File, Vars: req.Vars, Images: digests, AppliedAt: time.Now().UTC(), Source: req.Source}
 	if err := m.gens.Commit(gen); err != nil {
 		return nil, err
 	}
 	emit("", fmt.Sprintf("stack %s: generation %d", name, gen.Number))
+	m.log.Debug("generation committed", "stack", name, "generation", gen.Number, "took", time.Since(began))
 
 	// Stop what goes away, dependents first, then remove it.
 	if len(gone) > 0 {
@@ -167,18 +169,17 @@ func (m *Manager) Up(ctx context.Context, req api.ApplyRequest, progress func(ap
 		}
 	}
 	r.pb = pb
-	if err := m.prepare(ctx, pb.Stack, fresh); err != nil {
+	// The stack's networks reserve every container's address, so each new
+	// container's /etc/hosts names all the others from the start; the
+	// containers that keep running learn the new ones here.
+	if err := m.driver.PrepareStack(ctx, pb.Stack); err != nil {
 		return nil, err
 	}
-	var all []*Spec
-	for _, s := range specs {
-		if c := r.containers[s.Container.Name]; c != nil {
-			all = append(all, c.spec)
-		} else {
-			all = append(all, s)
-		}
+	var kept []*Spec
+	for _, c := range r.containers {
+		kept = append(kept, c.spec)
 	}
-	if err := m.driver.Connect(ctx, all); err != nil {
+	if err := m.driver.Connect(ctx, kept); err != nil {
 		return nil, err
 	}
 	for _, s := range fresh {
@@ -207,6 +208,7 @@ func (m *Manager) Up(ctx context.Context, req api.ApplyRequest, progress func(ap
 		c.mu.Unlock()
 		emit(s.Container.Name, fmt.Sprintf("started (pid %d)", pid))
 	}
+	m.log.Debug("containers started", "stack", name, "count", len(fresh), "took", time.Since(began))
 	return plan, errors.Join(errs...)
 }
 
@@ -456,22 +458,11 @@ func (m *Manager) diff(r *running, pb *playbook.Playbook, specs []*Spec) (*api.P
 	return plan, gone, fresh
 }
 
-// prepare makes the stack's shared parts and each new container's parts.
-func (m *Manager) prepare(ctx context.Context, st *playbook.Stack, specs []*Spec) error {
-	if err := m.driver.PrepareStack(ctx, st); err != nil {
-		return err
-	}
-	for _, s := range specs {
-		if err := m.driver.Prepare(ctx, s); err != nil {
-			return fmt.Errorf("prepare %s: %w", s.Container.Name, err)
-		}
-	}
-	return nil
-}
-
-// startAll starts the given containers of r, each as soon as its
-// dependencies meet their conditions. The returned channels, one per
-// container, receive nil once it has started or the reason it did not.
+// startAll starts the given containers of r, in parallel: each is
+// prepared, then started as soon as its dependencies meet their conditions.
+// With adopt, a container an earlier berthd left is taken over as it is
+// instead. The returned channels, one per container, receive nil once it
+// has started or the reason it did not.
 func (m *Manager) startAll(r *running, specs []*Spec, adopt bool) map[string]chan error {
 	waits := map[string]chan error{}
 	for _, s := range specs {
@@ -494,16 +485,35 @@ func (m *Manager) startAll(r *running, specs []*Spec, adopt bool) map[string]cha
 				case <-ctx.Done():
 				}
 			}()
+			fail := func(err error) {
+				c.update(func() { c.state, c.lastErr = StateFailed, err })
+				close(c.done)
+				done <- err
+			}
+			if adopt {
+				task, err := m.driver.Adopt(ctx, s)
+				if err == nil {
+					go c.supervise(m.life, task)
+					done <- c.await(m.life, playbook.ConditionStarted)
+					return
+				}
+				if !errors.Is(err, ErrNotFound) {
+					fail(err)
+					return
+				}
+				c.log.Info("not found to adopt; starting it")
+			}
+			if err := m.driver.Prepare(ctx, s); err != nil {
+				fail(fmt.Errorf("prepare: %w", err))
+				return
+			}
 			for dep, cond := range deps {
 				if err := dep.await(ctx, cond); err != nil {
-					err = fmt.Errorf("dependency %w", err)
-					c.update(func() { c.state, c.lastErr = StateFailed, err })
-					close(c.done)
-					done <- err
+					fail(fmt.Errorf("dependency %w", err))
 					return
 				}
 			}
-			go c.supervise(m.life, adopt)
+			go c.supervise(m.life, nil)
 			done <- c.await(m.life, playbook.ConditionStarted)
 		}()
 	}

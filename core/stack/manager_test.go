@@ -116,8 +116,10 @@ func TestUpStartsInDependencyOrderAndWaitsForHealth(t *testing.T) {
 	if !(indexOf(ev, "start db") < indexOf(ev, "start app") && indexOf(ev, "start app") < indexOf(ev, "start ui")) {
 		t.Fatalf("start order wrong: %v", ev)
 	}
-	if indexOf(ev, "connect 3") > indexOf(ev, "start db") {
-		t.Fatalf("hosts connected after a start: %v", ev)
+	for _, name := range []string{"db", "app", "ui"} {
+		if p := indexOf(ev, "prepare "+name); p < 0 || p > indexOf(ev, "start "+name) {
+			t.Fatalf("%s not prepared before its start: %v", name, ev)
+		}
 	}
 	ps := h.m.Containers(context.Background())
 	if len(ps) != 3 || ps[0].Name != "db" || ps[0].State != "running" || ps[0].Health != "healthy" {
@@ -322,6 +324,10 @@ func TestPlanSaysWhatChanges(t *testing.T) {
 	if indexOf(ev, "remove ui") < 0 || indexOf(ev, "remove app") < 0 {
 		t.Fatalf("ui/app not removed: %v", ev)
 	}
+	// db keeps running and learns of the new containers through its hosts.
+	if c := indexOf(ev, "connect 1"); c < 0 || c > indexOf(ev, "start extra") {
+		t.Fatalf("kept container not connected before the new ones start: %v", ev)
+	}
 }
 
 func TestMissingImageIsADiagnostic(t *testing.T) {
@@ -376,6 +382,11 @@ func TestRestoreAdoptsRunningContainers(t *testing.T) {
 	}
 	if slices.Contains(ev, "start db") || slices.Contains(ev, "start app") {
 		t.Fatalf("adopted containers started again: %v", ev)
+	}
+	// A running container is taken as it is: preparing it again would
+	// replace its network links under it.
+	if slices.Contains(ev, "prepare db") || slices.Contains(ev, "prepare app") || !slices.Contains(ev, "prepare ui") {
+		t.Fatalf("want only ui prepared: %v", ev)
 	}
 }
 
