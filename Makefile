@@ -14,17 +14,19 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/berth-io/berth/core/version.Version=$(VERSION)
 export CGO_ENABLED := 0
 
-# Debian packages berth needs at run and test time, by the command each gives.
-DEB_PACKAGES := runc:runc crun:crun busybox:busybox-static ip:iproute2
+# Debian packages berth needs at run and test time: the OCI runtimes,
+# busybox-static (the demo and test images are built from it), iproute2 and
+# util-linux (unshare, for tests that run berthd in its own network namespace).
+DEB_PACKAGES := runc crun busybox-static iproute2 util-linux
 
-.PHONY: all build images deps test test-unit vet fmt-check demo demo-down bench clean generate
+.PHONY: all build images deps test vet demo demo-down bench clean generate
 
 all: build
 
 deps:
-	@missing=""; for pair in $(DEB_PACKAGES); do \
-	  cmd=$${pair%%:*}; pkg=$${pair##*:}; \
-	  PATH="$$PATH:/usr/sbin:/sbin" command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$pkg"; \
+	@command -v dpkg-query >/dev/null || { echo "make deps: not a Debian/Ubuntu machine; install: $(DEB_PACKAGES)"; exit 0; }; \
+	missing=""; for pkg in $(DEB_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$pkg 2>/dev/null | grep -q '^install ok installed' || missing="$$missing $$pkg"; \
 	done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
