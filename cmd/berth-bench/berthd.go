@@ -81,7 +81,10 @@ func (b *bench) startDaemon(ctx context.Context) error {
 		return err
 	}
 	defer logf.Close() // berthd holds its own copy
-	b.daemon = exec.Command(filepath.Join(b.bin, "berthd"),
+	// berthd runs in a network namespace of its own (unshare execs it, so
+	// the pid is berthd's): at start it removes berth-named links it does
+	// not know, which must never be another berthd's on this host.
+	b.daemon = exec.Command("unshare", "--net", "--", filepath.Join(b.bin, "berthd"),
 		"--state-dir", b.state, "--run-dir", b.runDir, "--socket", b.sock,
 		"--runtime", b.opts.runtime, "--cgroup-parent", b.cgroup, "--log-level", "warn")
 	b.daemon.Stdout, b.daemon.Stderr = logf, logf

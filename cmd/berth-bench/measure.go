@@ -4,14 +4,12 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 
-	"golang.org/x/sys/unix"
-
+	"github.com/berth-io/berth/core/rootfs"
 	"github.com/berth-io/berth/core/stack"
 )
 
@@ -80,7 +78,7 @@ func (b *bench) storage(ctx context.Context) (storage, error) {
 	var s storage
 	root := filepath.Join(b.state, "rootfs")
 	seen := map[[2]uint64]bool{}
-	n, err := diskUsage(ctx, filepath.Join(root, "layers"), seen)
+	n, err := rootfs.DiskUsage(ctx, filepath.Join(root, "layers"), seen)
 	if err != nil {
 		return s, err
 	}
@@ -88,7 +86,7 @@ func (b *bench) storage(ctx context.Context) (storage, error) {
 	unique := map[string]bool{}
 	for _, name := range containers {
 		id := stack.ContainerID(stackName, name)
-		upper, err := diskUsage(ctx, filepath.Join(root, "containers", id, "upper"), seen)
+		upper, err := rootfs.DiskUsage(ctx, filepath.Join(root, "containers", id, "upper"), seen)
 		if err != nil {
 			return s, err
 		}
@@ -101,7 +99,7 @@ func (b *bench) storage(ctx context.Context) (storage, error) {
 		own := map[[2]uint64]bool{} // this container's own copy
 		s.CopiesBytes += upper
 		for _, l := range layers {
-			n, err := diskUsage(ctx, l, own)
+			n, err := rootfs.DiskUsage(ctx, l, own)
 			if err != nil {
 				return s, err
 			}
@@ -111,7 +109,7 @@ func (b *bench) storage(ctx context.Context) (storage, error) {
 	}
 	uniq := map[[2]uint64]bool{}
 	for l := range unique {
-		n, err := diskUsage(ctx, l, uniq)
+		n, err := rootfs.DiskUsage(ctx, l, uniq)
 		if err != nil {
 			return s, err
 		}
@@ -119,32 +117,4 @@ func (b *bench) storage(ctx context.Context) (storage, error) {
 	}
 	s.Layers = len(unique)
 	return s, nil
-}
-
-// diskUsage sums the allocated blocks under dir, skipping inodes in seen
-// and adding the ones it counts.
-func diskUsage(ctx context.Context, dir string, seen map[[2]uint64]bool) (int64, error) {
-	var total int64
-	err := filepath.WalkDir(dir, func(p string, _ fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		var st unix.Stat_t
-		if err := unix.Lstat(p, &st); err != nil {
-			return err
-		}
-		k := [2]uint64{st.Dev, st.Ino}
-		if !seen[k] {
-			seen[k] = true
-			total += st.Blocks * 512
-		}
-		return nil
-	})
-	if err != nil {
-		return 0, fmt.Errorf("disk usage: %w", err)
-	}
-	return total, nil
 }

@@ -574,7 +574,7 @@ func (s *Store) Usage(ctx context.Context) (Usage, error) {
 		if !hexRE.MatchString(e.Name()) {
 			continue
 		}
-		n, err := diskUsage(ctx, s.layerDir(e.Name()), seen)
+		n, err := DiskUsage(ctx, s.layerDir(e.Name()), seen)
 		if err != nil {
 			return u, fmt.Errorf("rootfs usage: %w", err)
 		}
@@ -586,7 +586,7 @@ func (s *Store) Usage(ctx context.Context) (Usage, error) {
 		return u, fmt.Errorf("rootfs usage: %w", err)
 	}
 	for _, id := range ids {
-		n, err := diskUsage(ctx, filepath.Join(s.containerDir(id), "upper"), seen)
+		n, err := DiskUsage(ctx, filepath.Join(s.containerDir(id), "upper"), seen)
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return u, fmt.Errorf("rootfs usage: %w", err)
 		}
@@ -597,7 +597,11 @@ func (s *Store) Usage(ctx context.Context) (Usage, error) {
 	return u, nil
 }
 
-func diskUsage(ctx context.Context, dir string, seen map[[2]uint64]bool) (int64, error) {
+// DiskUsage sums the blocks allocated under dir, counting each inode once:
+// inodes already in seen (device, inode) are skipped, and the ones counted
+// are added to it, so one seen map shared across calls counts hard links
+// and shared layers once.
+func DiskUsage(ctx context.Context, dir string, seen map[[2]uint64]bool) (int64, error) {
 	var total int64
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
