@@ -159,10 +159,11 @@ prints the reason and exits 1; interrupting berth (Ctrl-C) stops the apply.`,
 
 func newDownCommand(e *env) *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "down [STACK]",
+		Use:   "down STACK",
 		Short: "Stop a stack and remove its containers",
 		Long: `Stop the stack's containers in reverse dependency order and remove them.
-Persistent volumes are kept. STACK may be left out when exactly one stack runs.`,
+Persistent volumes are kept. The stack must be named: on an ECU a bare
+"down" must not stop the vehicle's functions by accident.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: runE(func(cmd *cobra.Command, args []string) error {
 			c, err := e.dial(cmd.Context())
@@ -187,14 +188,10 @@ Persistent volumes are kept. STACK may be left out when exactly one stack runs.`
 					stacks = append(stacks, s)
 				}
 				sort.Strings(stacks)
-				switch len(stacks) {
-				case 0:
-					return fmt.Errorf("down: no stack is running: nothing to take down")
-				case 1:
-					stack = stacks[0]
-				default:
-					return usageError("down: several stacks are running (%s): name one, e.g. berth down %s", strings.Join(stacks, ", "), stacks[0])
+				if len(stacks) == 0 {
+					return usageError("down: name the stack to stop (no stack is running)")
 				}
+				return usageError("down: name the stack to stop, e.g. berth down %s (running: %s)", stacks[0], strings.Join(stacks, ", "))
 			}
 			if err := c.Down(cmd.Context(), stack, e.printEvent); err != nil {
 				return fmt.Errorf("down %s: %w", stack, err)

@@ -157,7 +157,7 @@ func TestImageImportAndRemove(t *testing.T) {
 	}
 	r = run(t, sock, "", "image", "rm", "old:1", "used:1")
 	r.expect(t, 1, "Removed old:1")
-	if !strings.Contains(r.stderr, "berth: remove image used:1: image used:1 is used by demo/app: conflict: take down the stack using it first") {
+	if !strings.Contains(r.stderr, "berth: remove image used:1: image used:1 is used by demo/app: conflict\n") {
 		t.Errorf("stderr = %q", r.stderr)
 	}
 }
@@ -222,7 +222,7 @@ func TestUp(t *testing.T) {
 	}
 }
 
-func TestDownPicksTheOnlyStack(t *testing.T) {
+func TestDownNeedsTheStackNamed(t *testing.T) {
 	var downed string
 	cs := twoStacks()[:2]
 	b := &apitest.Backend{
@@ -230,15 +230,20 @@ func TestDownPicksTheOnlyStack(t *testing.T) {
 		DownFn:       func(_ context.Context, s string, _ func(api.Event)) error { downed = s; return nil },
 	}
 	sock := apitest.Serve(t, b)
-	run(t, sock, "", "down").expect(t, 0, `Stack "demo" is down.`)
-	if downed != "demo" {
-		t.Fatalf("downed %q", downed)
-	}
-	cs = twoStacks()
 	r := run(t, sock, "", "down")
 	r.expect(t, 2)
-	if !strings.Contains(r.stderr, "several stacks are running (demo, other)") {
+	if downed != "" || !strings.Contains(r.stderr, "name the stack to stop, e.g. berth down demo (running: demo)") {
+		t.Errorf("bare down: downed %q, stderr %q", downed, r.stderr)
+	}
+	cs = twoStacks()
+	r = run(t, sock, "", "down")
+	r.expect(t, 2)
+	if !strings.Contains(r.stderr, "(running: demo, other)") {
 		t.Errorf("stderr = %q", r.stderr)
+	}
+	run(t, sock, "", "down", "demo").expect(t, 0, `Stack "demo" is down.`)
+	if downed != "demo" {
+		t.Fatalf("downed %q", downed)
 	}
 }
 

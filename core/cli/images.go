@@ -85,7 +85,7 @@ that reference, for archives that carry no name or the wrong one.`,
 			path := args[0]
 			f, err := os.Open(path)
 			if err != nil {
-				return fmt.Errorf("import %s: %w: check the path", path, err)
+				return fmt.Errorf("import %s: %w: check the path", path, pathErr(err))
 			}
 			defer f.Close()
 			fi, err := f.Stat()
@@ -147,12 +147,9 @@ func newImageRemoveCommand(e *env) *cobra.Command {
 						return err
 					}
 					failed++
-					hint := ""
-					switch {
-					case errors.Is(err, api.ErrNotFound):
+					hint := "" // berthd says how to free an image in use
+					if errors.Is(err, api.ErrNotFound) {
 						hint = ": see berth images"
-					case errors.Is(err, api.ErrConflict):
-						hint = ": take down the stack using it first"
 					}
 					fmt.Fprintf(e.Err, "berth: remove image %s: %v%s\n", ref, err, hint)
 					continue

@@ -37,7 +37,7 @@ func parseVars(flags []string) (map[string]string, error) {
 func readFile(path string) ([]byte, error) {
 	src, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("read %s: %w: check the path", path, err)
+		return nil, fmt.Errorf("read %s: %w: check the path", path, pathErr(err))
 	}
 	return src, nil
 }
@@ -217,7 +217,7 @@ func expandHCLFiles(args []string) ([]string, error) {
 		}
 		fi, err := os.Stat(a)
 		if err != nil {
-			return nil, fmt.Errorf("fmt %s: %w: check the path", a, err)
+			return nil, fmt.Errorf("fmt %s: %w: check the path", a, pathErr(err))
 		}
 		if !fi.IsDir() {
 			files = append(files, a)
@@ -303,4 +303,15 @@ func writeFileKeepMode(path string, data []byte) error {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return nil
+}
+
+// pathErr drops the operation and path from a *fs.PathError, for messages
+// that name the path themselves ("read X: is a directory", not
+// "read X: read X: is a directory").
+func pathErr(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
 }

@@ -67,5 +67,23 @@ func newRootCommand(e *env) *cobra.Command {
 		image,
 		newVersionCommand(e),
 	)
+	withUsageOnBadArgs(root)
 	return root
+}
+
+// withUsageOnBadArgs makes a wrong number of arguments answer with the
+// command's usage line ("usage: berth validate [flags] FILE") rather than
+// cobra's "accepts 1 arg(s), received 0".
+func withUsageOnBadArgs(cmd *cobra.Command) {
+	if check := cmd.Args; check != nil {
+		cmd.Args = func(c *cobra.Command, args []string) error {
+			if err := check(c, args); err != nil {
+				return usageError("usage: %s", c.UseLine())
+			}
+			return nil
+		}
+	}
+	for _, sub := range cmd.Commands() {
+		withUsageOnBadArgs(sub)
+	}
 }

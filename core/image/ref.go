@@ -41,15 +41,20 @@ func NormalizeRef(s string) (string, error) {
 
 // stripDomain returns a normalized reference without its registry host, if
 // the first path component looks like one (contains '.' or ':', or is
-// "localhost"), and whether one was stripped.
+// "localhost"), and whether one was stripped. Docker Hub's official images
+// lose their "library/" too, as Docker names them: "docker.io/library/hello:1"
+// gives "hello:1".
 func stripDomain(ref string) (string, bool) {
 	i := strings.IndexByte(ref, '/')
 	if i < 0 {
 		return ref, false
 	}
-	first := ref[:i]
+	first, rest := ref[:i], ref[i+1:]
+	if first == "docker.io" || first == "index.docker.io" {
+		return strings.TrimPrefix(rest, "library/"), true
+	}
 	if strings.ContainsAny(first, ".:") || first == "localhost" {
-		return ref[i+1:], true
+		return rest, true
 	}
 	return ref, false
 }

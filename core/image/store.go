@@ -253,6 +253,7 @@ func (s *Store) byNameLocked(ref string) (v1.Descriptor, error) {
 	if _, hasDomain := stripDomain(norm); hasDomain {
 		return v1.Descriptor{}, ErrNotFound
 	}
+	norm = strings.TrimPrefix(norm, "library/") // Docker Hub's official images
 	var found []v1.Descriptor
 	for _, d := range s.index.Manifests {
 		if short, ok := stripDomain(refOf(d)); ok && short == norm {

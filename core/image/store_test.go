@@ -234,8 +234,26 @@ func TestImportListResolveRemoveGC(t *testing.T) {
 	if _, err := s.Resolve(ctx, "busybox:1.35"); err != nil {
 		t.Fatal(err)
 	}
+
 	if st, _ := s.GC(ctx); st.BlobsRemoved != 0 {
 		t.Fatalf("second gc removed %d", st.BlobsRemoved)
+	}
+	// Docker Hub's official images answer to their short names, as in Docker.
+	hubPath := filepath.Join(dir, "hello.tar")
+	hub, _ := name.NewTag("docker.io/library/hello:1")
+	if err := tarball.WriteToFile(hubPath, hub, dockerImg); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Import(ctx, hubPath, ""); err != nil {
+		t.Fatal(err)
+	}
+	for _, ref := range []string{"hello:1", "library/hello:1", "docker.io/library/hello:1"} {
+		if im, err := s.Resolve(ctx, ref); err != nil || im.Ref != "docker.io/library/hello:1" {
+			t.Errorf("Resolve(%q) = %q, %v", ref, im.Ref, err)
+		}
+	}
+	if err := s.Remove(ctx, "hello:1"); err != nil {
+		t.Fatal(err)
 	}
 }
 

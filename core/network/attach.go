@@ -109,7 +109,7 @@ func (m *Manager) Attach(ctx context.Context, stack, container, netnsPath string
 			*st = *next
 			allocated = append(allocated, st)
 		}
-		host := VethName(stack, container, st.Name)
+		host := VethName(m.instance, stack, container, st.Name)
 		ifname := ContainerInterface(i)
 		made = append(made, host)
 		if err := m.attachOne(ch, ns, st, host, ifname, addr); err != nil {
@@ -152,6 +152,9 @@ func (m *Manager) attachOne(ch *netlink.Handle, ns netns.NsHandle, st *netState,
 	hl, err := m.h.LinkByName(host)
 	if err != nil {
 		return fmt.Errorf("find veth %s: %w", host, err)
+	}
+	if err := m.markLink(hl); err != nil {
+		return err
 	}
 	if err := m.h.LinkSetUp(hl); err != nil {
 		return fmt.Errorf("set veth %s up: %w", host, err)
@@ -199,7 +202,7 @@ func (m *Manager) Detach(ctx context.Context, stack, container string) error {
 }
 
 func (m *Manager) detachOne(st *netState, container string) error {
-	if err := m.deleteLink(VethName(st.Stack, container, st.Name)); err != nil {
+	if err := m.deleteLink(VethName(m.instance, st.Stack, container, st.Name)); err != nil {
 		return err
 	}
 	if _, ok := st.Addresses[container]; !ok {
@@ -222,8 +225,11 @@ type ContainerRef struct{ Stack, Name string }
 // e.g. after a crash. Containers not in keep are detached from every
 // network (links deleted, addresses freed); then every berth-named bridge
 // ("bb-*") of no known network and every berth-named veth ("bv-*") of no
-// kept container is deleted. Bridges of known networks stay, even with no
-// container on them. All errors are returned together, after trying all.
+// kept container is deleted if its alias marks it as this instance's.
+// Links marked by another berth instance, or not marked at all, are never
+// touched, so berthds sharing a host namespace do not cut each other off.
+// Bridges of known networks stay, even with no container on them. All
+// errors are returned together, after trying all.
 func (m *Manager) Cleanup(ctx context.Context, keep []ContainerRef) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -249,7 +255,7 @@ func (m *Manager) Cleanup(ctx context.Context, keep []ContainerRef) error {
 			}
 		}
 		for c := range st.Addresses {
-			known[VethName(st.Stack, c, st.Name)] = true
+			known[VethName(m.instance, st.Stack, c, st.Name)] = true
 		}
 	}
 	links, err := retryDump(m.h.LinkList)
@@ -261,6 +267,10 @@ func (m *Manager) Cleanup(ctx context.Context, keep []ContainerRef) error {
 		berth := (l.Type() == "bridge" && isBerthLink(name, bridgePrefix)) ||
 			(l.Type() == "veth" && isBerthLink(name, vethPrefix))
 		if !berth || known[name] {
+			continue
+		}
+		if alias := l.Attrs().Alias; alias != m.mark {
+			m.log.Debug("link not marked as this instance's skipped", "link", name, "alias", alias)
 			continue
 		}
 		if err := m.h.LinkDel(l); err != nil && !isNotFound(err) {

@@ -10,8 +10,10 @@
 // host reaches it through the bridge's gateway address; nothing else.
 //
 // All links are made through netlink in one "host" network namespace, the
-// daemon's own by default or the one given with [WithHostNS], so that tests
-// and side-by-side daemons never touch each other's links. One Manager must
-// own the berth links (names "bb-*" and "bv-*") of its host namespace:
-// [Manager.Cleanup] deletes those it does not know.
+// daemon's own by default or the one given with [WithHostNS]. Several
+// berthds may share a host namespace: each Manager has an instance identity
+// ([InstanceID], derived from its state directory, or [WithInstance]) that
+// goes into its link names ([BridgeName], [VethName]) and into the alias
+// ("berth:<instance>") it sets on every host link it makes.
+// [Manager.Cleanup] deletes only the leftover links marked as its own.
 package network

@@ -26,6 +26,10 @@ var (
 	// ErrUnknownNetwork: a container names a network that EnsureNetwork has
 	// not created for its stack.
 	ErrUnknownNetwork = errors.New("unknown network")
+	// ErrLinkNotOwned: a host link has the name berth would use but is
+	// marked as another berth instance's or someone else's, so berth leaves
+	// it alone.
+	ErrLinkNotOwned = errors.New("link not owned by this berth instance")
 	// ErrClosed: the Manager was closed.
 	ErrClosed = errors.New("network manager closed")
 )

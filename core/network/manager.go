@@ -21,9 +21,13 @@ import (
 // Manager makes and removes berth's bridges and veths in one host network
 // namespace and keeps their addresses in a state directory. Its methods are
 // safe for concurrent use. Only one Manager may use a given state directory
-// or host namespace at a time.
+// at a time. Managers with different instance identities (by default, with
+// different state directories) may share a host namespace: their link names
+// differ and each touches only links marked as its own.
 type Manager struct {
 	dir      string
+	instance string // identity in link names and marks; see InstanceID
+	mark     string // alias of every host link this Manager makes
 	log      *slog.Logger
 	h        *netlink.Handle
 	pool     netip.Prefix
@@ -38,8 +42,24 @@ type Option func(*options) error
 
 type options struct {
 	hostNS   netns.NsHandle
+	instance string
 	pool     netip.Prefix
 	poolBits int
+}
+
+// WithInstance sets the Manager's instance identity instead of deriving it
+// from the state directory with [InstanceID]: 1 to 64 characters of
+// [A-Za-z0-9._-]. Two Managers sharing a host namespace must have different
+// identities, and a daemon must keep its identity across restarts to find
+// its networks again.
+func WithInstance(id string) Option {
+	return func(o *options) error {
+		if err := checkInstance(id); err != nil {
+			return err
+		}
+		o.instance = id
+		return nil
+	}
 }
 
 // WithHostNS makes the Manager put bridges and host-side veths in the
@@ -72,8 +92,9 @@ func WithSubnetPool(pool netip.Prefix, bits int) Option {
 }
 
 // NewManager returns a Manager keeping its state in stateDir (created if
-// missing) and loads the networks saved there. It opens a netlink socket in
-// the host namespace; Close releases it.
+// missing) and loads the networks saved there by the same instance (see
+// [InstanceID] and [WithInstance]). It opens a netlink socket in the host
+// namespace; Close releases it.
 func NewManager(stateDir string, log *slog.Logger, opts ...Option) (*Manager, error) {
 	o := options{hostNS: netns.None(), pool: defaultPool, poolBits: defaultPoolBits}
 	for _, opt := range opts {
@@ -84,10 +105,17 @@ func NewManager(stateDir string, log *slog.Logger, opts ...Option) (*Manager, er
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	if o.instance == "" {
+		id, err := InstanceID(stateDir)
+		if err != nil {
+			return nil, fmt.Errorf("network manager: %w", err)
+		}
+		o.instance = id
+	}
 	if err := os.MkdirAll(stateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("network manager: %w", err)
 	}
-	nets, err := loadStates(stateDir)
+	nets, err := loadStates(stateDir, o.instance, log)
 	if err != nil {
 		return nil, fmt.Errorf("network manager: %w", err)
 	}
@@ -96,9 +124,14 @@ func NewManager(stateDir string, log *slog.Logger, opts ...Option) (*Manager, er
 		return nil, fmt.Errorf("network manager: netlink: %w", err)
 	}
 	return &Manager{
-		dir: stateDir, log: log, h: h, pool: o.pool, poolBits: o.poolBits, nets: nets,
+		dir: stateDir, instance: o.instance, mark: linkMark(o.instance),
+		log: log.With("instance", o.instance), h: h, pool: o.pool, poolBits: o.poolBits, nets: nets,
 	}, nil
 }
+
+// Instance returns the Manager's instance identity, the one its link names
+// ([BridgeName], [VethName]) and link marks are made with.
+func (m *Manager) Instance() string { return m.instance }
 
 // Close releases the Manager's netlink socket. Links and state stay. Safe
 // to call twice; methods that change links fail with ErrClosed afterwards.
@@ -166,7 +199,7 @@ func (m *Manager) EnsureNetwork(ctx context.Context, spec NetworkSpec) (*Network
 
 	key := netKey{spec.Stack, spec.Name}
 	st, ok := m.nets[key]
-	bridge := BridgeName(spec.Stack, spec.Name)
+	bridge := BridgeName(m.instance, spec.Stack, spec.Name)
 	switch {
 	case ok && (!spec.Subnet.IsValid() || spec.Subnet == st.Subnet):
 		// Saved network; keep its subnet.
@@ -199,7 +232,7 @@ func (m *Manager) EnsureNetwork(ctx context.Context, spec NetworkSpec) (*Network
 				return nil, err
 			}
 		}
-		st = &netState{Stack: spec.Stack, Name: spec.Name, Bridge: bridge, Subnet: subnet, Addresses: map[string]netip.Addr{}}
+		st = &netState{Instance: m.instance, Stack: spec.Stack, Name: spec.Name, Bridge: bridge, Subnet: subnet, Addresses: map[string]netip.Addr{}}
 		if err := st.save(m.dir); err != nil {
 			return nil, err
 		}
@@ -318,11 +351,11 @@ func (m *Manager) RemoveNetwork(ctx context.Context, stack, name string) error {
 		return err
 	}
 	defer m.mu.Unlock()
-	bridge := BridgeName(stack, name)
+	bridge := BridgeName(m.instance, stack, name)
 	var errs []error
 	if st, ok := m.nets[netKey{stack, name}]; ok {
 		for c := range st.Addresses {
-			errs = append(errs, m.deleteLink(VethName(stack, c, name)))
+			errs = append(errs, m.deleteLink(VethName(m.instance, stack, c, name)))
 		}
 	}
 	errs = append(errs, m.deleteLink(bridge))
@@ -450,7 +483,8 @@ func ipNetPrefix(n *net.IPNet) (netip.Prefix, bool) {
 	return netip.PrefixFrom(a.Unmap(), ones), true
 }
 
-// ensureBridge makes st's bridge exist, hold the gateway address and be up.
+// ensureBridge makes st's bridge exist, carry this instance's mark, hold
+// the gateway address and be up.
 func (m *Manager) ensureBridge(st *netState) (netlink.Link, error) {
 	br, err := m.h.LinkByName(st.Bridge)
 	switch {
@@ -464,11 +498,24 @@ func (m *Manager) ensureBridge(st *netState) (netlink.Link, error) {
 		if br, err = m.h.LinkByName(st.Bridge); err != nil {
 			return nil, fmt.Errorf("find bridge %s: %w", st.Bridge, err)
 		}
+		if err := m.markLink(br); err != nil {
+			return nil, err
+		}
 		m.log.Debug("bridge created", "bridge", st.Bridge, "stack", st.Stack, "network", st.Name)
 	case err != nil:
 		return nil, fmt.Errorf("find bridge %s: %w", st.Bridge, err)
 	case br.Type() != "bridge":
 		return nil, fmt.Errorf("link %s exists but is a %s, not a bridge: delete it", st.Bridge, br.Type())
+	case br.Attrs().Alias == m.mark:
+	case br.Attrs().Alias == "":
+		// Left unmarked by a crash between create and mark (the name holds
+		// this instance's identity, so the bridge is ours): mark it now.
+		if err := m.markLink(br); err != nil {
+			return nil, err
+		}
+		m.log.Info("unmarked bridge adopted", "bridge", st.Bridge, "stack", st.Stack, "network", st.Name)
+	default:
+		return nil, fmt.Errorf("bridge %s is marked %q, not %q: %w", st.Bridge, br.Attrs().Alias, m.mark, ErrLinkNotOwned)
 	}
 	gw := &netlink.Addr{IPNet: &net.IPNet{
 		IP:   gateway(st.Subnet).AsSlice(),
@@ -483,7 +530,23 @@ func (m *Manager) ensureBridge(st *netState) (netlink.Link, error) {
 	return br, nil
 }
 
+// markLink sets the alias of l, a link this Manager has just made, to its
+// mark. The kernel ignores IFLA_IFALIAS when a link is created, so this is
+// a second request; if it fails the link is deleted again.
+func (m *Manager) markLink(l netlink.Link) error {
+	if err := m.h.LinkSetAlias(l, m.mark); err != nil {
+		if derr := m.h.LinkDel(l); derr != nil && !isNotFound(derr) {
+			m.log.Warn("unmarked link left", "link", l.Attrs().Name, "err", derr)
+		}
+		return fmt.Errorf("mark link %s: %w", l.Attrs().Name, err)
+	}
+	return nil
+}
+
 // deleteLink deletes the link called name in the host namespace, if any.
+// name is one of this instance's link names, so a link carrying its mark or
+// none (one a crash left between create and mark) is deleted; a link marked
+// otherwise is not, and the error wraps ErrLinkNotOwned.
 func (m *Manager) deleteLink(name string) error {
 	l, err := m.h.LinkByName(name)
 	if isNotFound(err) {
@@ -491,6 +554,9 @@ func (m *Manager) deleteLink(name string) error {
 	}
 	if err != nil {
 		return fmt.Errorf("find link %s: %w", name, err)
+	}
+	if a := l.Attrs().Alias; a != m.mark && a != "" {
+		return fmt.Errorf("delete link %s: marked %q, not %q: %w", name, a, m.mark, ErrLinkNotOwned)
 	}
 	if err := m.h.LinkDel(l); err != nil && !isNotFound(err) {
 		return fmt.Errorf("delete link %s: %w", name, err)

@@ -244,7 +244,7 @@ func TestConnectivity(t *testing.T) {
 	m := newManager(t, t.TempDir(), hostNS(t))
 	a := ensure(t, m, "car", "a", "10.89.7.0/24")
 	b := ensure(t, m, "car", "b", "")
-	if a.Gateway != netip.MustParseAddr("10.89.7.1") || a.Bridge != BridgeName("car", "a") {
+	if a.Gateway != netip.MustParseAddr("10.89.7.1") || a.Bridge != BridgeName(m.Instance(), "car", "a") {
 		t.Errorf("network a = %+v", a)
 	}
 	if b.Subnet.Overlaps(a.Subnet) {
@@ -458,7 +458,7 @@ func TestDetachAndRemoveLeaveNoLinks(t *testing.T) {
 	ns1, ns2 := testNS(t, "c1"), testNS(t, "c2")
 	attach(t, m, "s", "c1", ns1, "net")
 	attach(t, m, "s", "c2", ns2, "net")
-	want := []string{n.Bridge, "lo", VethName("s", "c1", "net"), VethName("s", "c2", "net")}
+	want := []string{n.Bridge, "lo", VethName(m.Instance(), "s", "c1", "net"), VethName(m.Instance(), "s", "c2", "net")}
 	slices.Sort(want)
 	if got := linkNames(t, host); !slices.Equal(got, want) {
 		t.Fatalf("host links = %v, want %v", got, want)
@@ -475,7 +475,7 @@ func TestDetachAndRemoveLeaveNoLinks(t *testing.T) {
 			t.Fatalf("Detach #%d: %v", i+1, err)
 		}
 	}
-	want = []string{n.Bridge, "lo", VethName("s", "c2", "net")}
+	want = []string{n.Bridge, "lo", VethName(m.Instance(), "s", "c2", "net")}
 	slices.Sort(want)
 	if got := linkNames(t, host); !slices.Equal(got, want) {
 		t.Errorf("host links after Detach = %v, want %v", got, want)
@@ -518,36 +518,198 @@ func TestCleanup(t *testing.T) {
 	attach(t, m, "s", "running", testNS(t, "running"), "net")
 	attach(t, m, "s", "dead", testNS(t, "dead"), "net")
 
-	// After a crash: the state of stack "old" is lost but its bridge stays,
-	// a veth of no known container is left, and a link that only looks like
-	// berth's must survive.
+	// After a crash: the state of stack "old" is lost but its bridge stays
+	// and a veth of no known container is left, both marked as this
+	// instance's. Links that only look like berth's must survive: without
+	// a mark, with another instance's mark, or with a name not berth's.
 	if err := os.Remove(statePath(dir, gone.Bridge)); err != nil {
 		t.Fatal(err)
 	}
-	h, err := netlink.NewHandleAt(host)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
-	stray := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: VethName("x", "y", "z")}, PeerName: "strayp"}
-	foreign := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "bb-not-berth"}}
-	for _, l := range []netlink.Link{stray, foreign} {
-		if err := h.LinkAdd(l); err != nil {
-			t.Fatal(err)
-		}
-	}
+	mine := linkMark(m.Instance())
+	stray := VethName(m.Instance(), "x", "y", "z")
+	addLink(t, host, &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: stray}, PeerName: "strayp"}, mine)
+	addLink(t, host, &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "bb-not-berth"}}, mine)
+	addLink(t, host, &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "bb-0123456789"}}, "")
+	addLink(t, host, &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "bb-abcdef0123"}}, linkMark("other"))
+	addLink(t, host, &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "bv-abcdef0123"}, PeerName: "otherp"}, linkMark("other"))
 
 	m2 := newManager(t, dir, host)
 	if err := m2.Cleanup(t.Context(), []ContainerRef{{"s", "running"}}); err != nil {
 		t.Fatalf("Cleanup: %v", err)
 	}
-	want := []string{"bb-not-berth", n.Bridge, "lo", VethName("s", "running", "net")}
+	want := []string{"bb-0123456789", "bb-abcdef0123", "bb-not-berth", "bv-abcdef0123", n.Bridge, "lo", "otherp", VethName(m.Instance(), "s", "running", "net")}
 	slices.Sort(want)
 	if got := linkNames(t, host); !slices.Equal(got, want) {
 		t.Errorf("host links after Cleanup = %v, want %v", got, want)
 	}
 	if got := m2.Addresses("s", "net"); len(got) != 1 || !got["running"].IsValid() {
 		t.Errorf("Addresses after Cleanup = %v, want only running", got)
+	}
+}
+
+// addLink makes l in the namespace ns, marked with alias unless it is empty,
+// the way another berthd (or a crashed one) would have left it.
+func addLink(t *testing.T, ns netns.NsHandle, l netlink.Link, alias string) {
+	t.Helper()
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	if err := h.LinkAdd(l); err != nil {
+		t.Fatalf("add link %s: %v", l.Attrs().Name, err)
+	}
+	if alias == "" {
+		return
+	}
+	if err := h.LinkSetAlias(l, alias); err != nil {
+		t.Fatalf("set alias of %s: %v", l.Attrs().Name, err)
+	}
+}
+
+// hostLink returns the link called name in ns.
+func hostLink(t *testing.T, ns netns.NsHandle, name string) netlink.Link {
+	t.Helper()
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	l, err := h.LinkByName(name)
+	if err != nil {
+		t.Fatalf("find %s: %v", name, err)
+	}
+	return l
+}
+
+// TestTwoInstances runs two berthds' Managers (different state dirs, the
+// same stack, network and container names) on one host namespace.
+func TestTwoInstances(t *testing.T) {
+	requireRoot(t)
+	t.Parallel()
+	host := hostNS(t)
+	a := newManager(t, t.TempDir(), host)
+	b := newManager(t, t.TempDir(), host)
+	if a.Instance() == b.Instance() {
+		t.Fatalf("two state dirs share instance %q", a.Instance())
+	}
+	na := ensure(t, a, "demo", "backend", "")
+	nb := ensure(t, b, "demo", "backend", "")
+	if na.Bridge == nb.Bridge {
+		t.Fatalf("both instances use bridge %s", na.Bridge)
+	}
+	if na.Subnet.Overlaps(nb.Subnet) {
+		t.Fatalf("second instance's subnet %s overlaps the first's %s", nb.Subnet, na.Subnet)
+	}
+	for _, m := range []*Manager{a, b} {
+		n := m.Networks()[0]
+		if got := hostLink(t, host, n.Bridge).Attrs().Alias; got != linkMark(m.Instance()) {
+			t.Errorf("bridge %s has alias %q, want %q", n.Bridge, got, linkMark(m.Instance()))
+		}
+	}
+
+	aWeb, aDB := testNS(t, "a-web"), testNS(t, "a-db")
+	aWebAtt := attach(t, a, "demo", "web", aWeb, "backend")
+	aDBAtt := attach(t, a, "demo", "db", aDB, "backend")
+	attach(t, b, "demo", "web", testNS(t, "b-web"), "backend")
+	attach(t, b, "demo", "db", testNS(t, "b-db"), "backend")
+	vethsA := []string{VethName(a.Instance(), "demo", "web", "backend"), VethName(a.Instance(), "demo", "db", "backend")}
+	vethsB := []string{VethName(b.Instance(), "demo", "web", "backend"), VethName(b.Instance(), "demo", "db", "backend")}
+	for m, veths := range map[*Manager][]string{a: vethsA, b: vethsB} {
+		for _, v := range veths {
+			if l := hostLink(t, host, v); l.Attrs().Alias != linkMark(m.Instance()) {
+				t.Errorf("veth %s has alias %q, want %q", v, l.Attrs().Alias, linkMark(m.Instance()))
+			}
+		}
+	}
+
+	// Leftovers on the host: one of each instance (marked, state lost) and
+	// an unmarked link of berth's shape, which belongs to neither.
+	leftA, leftB := BridgeName(a.Instance(), "old", "net"), BridgeName(b.Instance(), "old", "net")
+	addLink(t, host, &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: leftA}}, linkMark(a.Instance()))
+	addLink(t, host, &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: leftB}}, linkMark(b.Instance()))
+	addLink(t, host, &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "bb-0123456789"}}, "")
+
+	// The second berthd starts up and cleans up with no container to keep.
+	if err := b.Cleanup(t.Context(), nil); err != nil {
+		t.Fatalf("Cleanup of b: %v", err)
+	}
+	want := append([]string{"bb-0123456789", "lo", na.Bridge, nb.Bridge, leftA}, vethsA...)
+	slices.Sort(want)
+	if got := linkNames(t, host); !slices.Equal(got, want) {
+		t.Errorf("host links after b's Cleanup = %v, want %v", got, want)
+	}
+	brA := hostLink(t, host, na.Bridge)
+	for _, v := range vethsA {
+		if l := hostLink(t, host, v); l.Attrs().MasterIndex != brA.Attrs().Index {
+			t.Errorf("veth %s left bridge %s", v, na.Bridge)
+		}
+	}
+	if len(b.Addresses("demo", "backend")) != 0 || len(a.Addresses("demo", "backend")) != 2 {
+		t.Errorf("addresses after b's Cleanup: a %v, b %v", a.Addresses("demo", "backend"), b.Addresses("demo", "backend"))
+	}
+	// a's containers still talk to each other.
+	l := listen(t, aDB, aDBAtt[0].Address.Addr())
+	if got, err := dial(aWeb, l); err != nil || got != "pong "+aWebAtt[0].Address.Addr().String() {
+		t.Errorf("a's web to db after b's Cleanup: %q, %v", got, err)
+	}
+
+	// Then the first one cleans up too, and b's bridge survives that.
+	if err := a.Cleanup(t.Context(), nil); err != nil {
+		t.Fatalf("Cleanup of a: %v", err)
+	}
+	want = []string{"bb-0123456789", "lo", na.Bridge, nb.Bridge}
+	slices.Sort(want)
+	if got := linkNames(t, host); !slices.Equal(got, want) {
+		t.Errorf("host links after a's Cleanup = %v, want %v", got, want)
+	}
+
+	// Each instance refuses to delete the other's link even if the names
+	// collide (as they would with a forced shared identity).
+	c := newManager(t, t.TempDir(), host, WithInstance(a.Instance()+"x"))
+	addLink(t, host, &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: BridgeName(c.Instance(), "s", "n")}}, linkMark(a.Instance()))
+	if err := c.RemoveNetwork(t.Context(), "s", "n"); !errors.Is(err, ErrLinkNotOwned) {
+		t.Errorf("RemoveNetwork over another instance's bridge: %v, want ErrLinkNotOwned", err)
+	}
+	if _, err := c.EnsureNetwork(t.Context(), NetworkSpec{Stack: "s", Name: "n"}); !errors.Is(err, ErrLinkNotOwned) {
+		t.Errorf("EnsureNetwork over another instance's bridge: %v, want ErrLinkNotOwned", err)
+	}
+}
+
+// TestInstanceState checks that a Manager loads only its own instance's
+// state and that WithInstance keeps the identity across restarts.
+func TestInstanceState(t *testing.T) {
+	requireRoot(t)
+	t.Parallel()
+	host := hostNS(t)
+	dir := t.TempDir()
+	m := newManager(t, dir, host, WithInstance("test-1"))
+	n := ensure(t, m, "s", "net", "10.60.0.0/24")
+	if n.Bridge != BridgeName("test-1", "s", "net") {
+		t.Errorf("bridge %s, want BridgeName(test-1, s, net)", n.Bridge)
+	}
+	m.Close()
+
+	// Restart with the same identity: the network is known.
+	if got := newManager(t, dir, host, WithInstance("test-1")).Networks(); len(got) != 1 || got[0] != *n {
+		t.Errorf("after restart Networks = %v, want [%v]", got, *n)
+	}
+	// Another identity on the same dir ignores it.
+	if got := newManager(t, dir, host, WithInstance("test-2")).Networks(); len(got) != 0 {
+		t.Errorf("another instance loaded %v", got)
+	}
+	// State written before names held the instance is ignored, not fatal.
+	old := &netState{Stack: "s", Name: "pre", Bridge: bridgePrefix + hashName("s", "pre"),
+		Subnet: netip.MustParsePrefix("10.61.0.0/24"), Addresses: map[string]netip.Addr{}}
+	if err := old.save(dir); err != nil {
+		t.Fatal(err)
+	}
+	if got := newManager(t, dir, host, WithInstance("test-1")).Networks(); len(got) != 1 || got[0].Name != "net" {
+		t.Errorf("with an old state file Networks = %v, want only net", got)
+	}
+
+	if _, err := NewManager(dir, nil, WithHostNS(host), WithInstance("bad id")); !errors.Is(err, ErrInvalidName) {
+		t.Errorf("NewManager with a bad instance id: %v, want ErrInvalidName", err)
 	}
 }
 

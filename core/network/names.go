@@ -5,13 +5,14 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net"
+	"path/filepath"
 	"strings"
 	"unicode"
 	"unicode/utf8"
 )
 
 // Link name prefixes. Every link berth makes in the host namespace starts
-// with one of them, so Cleanup can tell berth's links from everyone else's.
+// with one of them; its alias (see linkMark) says which instance made it.
 const (
 	bridgePrefix = "bb-"
 	vethPrefix   = "bv-"
@@ -21,18 +22,65 @@ const (
 // maxIfName is the longest interface name Linux accepts (IFNAMSIZ - 1).
 const maxIfName = 15
 
-// BridgeName returns the host bridge name for network of stack: "bb-" and
-// ten hex characters of a hash, 13 characters whatever the input.
-func BridgeName(stack, network string) string {
-	return bridgePrefix + hashName(stack, network)
+// BridgeName returns the host bridge name of network of stack for the
+// berth instance (see [InstanceID]): "bb-" and ten hex characters of a hash
+// of all three, 13 characters whatever the input. Two berthds sharing a host
+// namespace so get different bridges for equally named stacks and networks.
+// It is a pure function so a restarted berthd finds its bridges again.
+func BridgeName(instance, stack, network string) string {
+	return bridgePrefix + hashName(instance, stack, network)
 }
 
-// VethName returns the host-side veth name for container of stack on
-// network: "bv-" and ten hex characters of a hash, 13 characters. It is a
-// pure function so berthd can find a container's links after a crash.
-func VethName(stack, container, network string) string {
-	return vethPrefix + hashName(stack, container, network)
+// VethName returns the host-side veth name of container of stack on network
+// for the berth instance: "bv-" and ten hex characters of a hash of all
+// four, 13 characters. It is a pure function so berthd can find a
+// container's links after a crash.
+func VethName(instance, stack, container, network string) string {
+	return vethPrefix + hashName(instance, stack, container, network)
 }
+
+// instanceHexChars is how many hex characters of SHA-256 [InstanceID] keeps.
+const instanceHexChars = 8
+
+// maxInstance is the longest instance identity [WithInstance] accepts; with
+// the mark prefix it stays well within the kernel's 128-byte alias limit.
+const maxInstance = 64
+
+// markPrefix starts the alias (IFLA_IFALIAS) of every link berth makes in
+// the host namespace; the instance identity follows.
+const markPrefix = "berth:"
+
+// InstanceID returns the identity of the berth instance keeping its network
+// state in stateDir: the first 8 hex characters of the SHA-256 of the
+// absolute, cleaned path. It is stable across restarts of a daemon with the
+// same state directory; moving the directory makes a new instance, which
+// neither uses nor cleans up the links of the old one.
+func InstanceID(stateDir string) (string, error) {
+	abs, err := filepath.Abs(stateDir)
+	if err != nil {
+		return "", fmt.Errorf("instance id of %s: %w", stateDir, err)
+	}
+	sum := sha256.Sum256([]byte(abs))
+	return hex.EncodeToString(sum[:])[:instanceHexChars], nil
+}
+
+// checkInstance validates an instance identity: 1 to 64 characters of
+// [A-Za-z0-9._-], so names and link marks built from it are unambiguous.
+func checkInstance(id string) error {
+	if id == "" || len(id) > maxInstance {
+		return fmt.Errorf("instance id %q must be 1 to %d characters: %w", id, maxInstance, ErrInvalidName)
+	}
+	for _, r := range id {
+		ok := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-'
+		if !ok {
+			return fmt.Errorf("instance id %q may hold only letters, digits, '.', '_' and '-': %w", id, ErrInvalidName)
+		}
+	}
+	return nil
+}
+
+// linkMark returns the alias that marks a host link as made by instance.
+func linkMark(instance string) string { return markPrefix + instance }
 
 // ContainerInterface returns the interface name of the i-th (from 0) network
 // of a container inside its namespace: eth0, eth1, ...

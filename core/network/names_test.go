@@ -3,6 +3,8 @@ package network
 import (
 	"errors"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -18,10 +20,11 @@ func TestLinkNames(t *testing.T) {
 		{"unicode", "stäck", "cöntainer", "nétwork"},
 		{"spaces", "my stack", "my container", "my network"},
 	}
+	const inst = "0123abcd"
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			br := BridgeName(tt.stack, tt.network)
-			veth := VethName(tt.stack, tt.container, tt.network)
+			br := BridgeName(inst, tt.stack, tt.network)
+			veth := VethName(inst, tt.stack, tt.container, tt.network)
 			for _, n := range []string{br, veth} {
 				if len(n) > maxIfName {
 					t.Errorf("%q is %d characters, longer than %d", n, len(n), maxIfName)
@@ -30,24 +33,84 @@ func TestLinkNames(t *testing.T) {
 			if !isBerthLink(br, bridgePrefix) || !isBerthLink(veth, vethPrefix) {
 				t.Errorf("names %q, %q do not have berth's shape", br, veth)
 			}
-			if br != BridgeName(tt.stack, tt.network) || veth != VethName(tt.stack, tt.container, tt.network) {
+			if br != BridgeName(inst, tt.stack, tt.network) || veth != VethName(inst, tt.stack, tt.container, tt.network) {
 				t.Error("names are not deterministic")
 			}
-			if VethName(tt.stack, tt.container, tt.network+"x") == veth || BridgeName(tt.stack+"x", tt.network) == br {
+			if VethName(inst, tt.stack, tt.container, tt.network+"x") == veth || BridgeName(inst, tt.stack+"x", tt.network) == br {
 				t.Error("different inputs give the same name")
+			}
+			if BridgeName("other", tt.stack, tt.network) == br || VethName("other", tt.stack, tt.container, tt.network) == veth {
+				t.Error("two instances give the same name")
 			}
 		})
 	}
 	// The separator keeps ("ab","c") and ("a","bc") apart.
-	if BridgeName("ab", "c") == BridgeName("a", "bc") {
-		t.Error("BridgeName is ambiguous across the stack/network boundary")
+	if BridgeName(inst, "ab", "c") == BridgeName(inst, "a", "bc") || BridgeName("i", "ab", "c") == BridgeName("ia", "b", "c") {
+		t.Error("BridgeName is ambiguous across a part boundary")
 	}
 	if got := ContainerInterface(1); got != "eth1" {
 		t.Errorf("ContainerInterface(1) = %q, want eth1", got)
 	}
-	mac := bridgeMAC(BridgeName("s", "n"))
+	mac := bridgeMAC(BridgeName(inst, "s", "n"))
 	if mac[0]&0x01 != 0 || mac[0]&0x02 == 0 {
 		t.Errorf("bridge MAC %s is not locally administered unicast", mac)
+	}
+}
+
+func TestInstanceID(t *testing.T) {
+	id, err := InstanceID("/var/lib/berth/networks")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(id) != instanceHexChars || checkInstance(id) != nil {
+		t.Errorf("InstanceID = %q, want %d hex characters", id, instanceHexChars)
+	}
+	same := []string{"/var/lib/berth/networks/", "/var/lib/berth/./x/../networks", "//var/lib/berth/networks"}
+	for _, p := range same {
+		if got, _ := InstanceID(p); got != id {
+			t.Errorf("InstanceID(%q) = %q, want %q as for the cleaned path", p, got, id)
+		}
+	}
+	if other, _ := InstanceID("/var/lib/berth2/networks"); other == id {
+		t.Error("two state dirs give the same instance")
+	}
+	// A relative path is taken from the working directory.
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rel, _ := InstanceID("state")
+	if abs, _ := InstanceID(filepath.Join(wd, "state")); rel != abs {
+		t.Errorf("InstanceID(relative) = %q, want %q", rel, abs)
+	}
+}
+
+func TestCheckInstance(t *testing.T) {
+	tests := []struct {
+		id string
+		ok bool
+	}{
+		{"0123abcd", true},
+		{"test-A_1.b", true},
+		{strings.Repeat("a", maxInstance), true},
+		{"", false},
+		{strings.Repeat("a", maxInstance+1), false},
+		{"has space", false},
+		{"nul\x00", false},
+		{"colon:", false},
+		{"ünï", false},
+	}
+	for _, tt := range tests {
+		err := checkInstance(tt.id)
+		if tt.ok != (err == nil) {
+			t.Errorf("checkInstance(%q) = %v, want ok %v", tt.id, err, tt.ok)
+		}
+		if err != nil && !errors.Is(err, ErrInvalidName) {
+			t.Errorf("checkInstance(%q) = %v, want ErrInvalidName", tt.id, err)
+		}
+		if err == nil && len(linkMark(tt.id)) > 128 {
+			t.Errorf("mark of %q is longer than the kernel's 128-byte alias limit", tt.id)
+		}
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"io/fs"
+	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -18,6 +19,7 @@ import (
 // address of every container that holds one. It is stored as JSON in
 // <stateDir>/<bridge>.json.
 type netState struct {
+	Instance  string                `json:"instance"`
 	Stack     string                `json:"stack"`
 	Name      string                `json:"name"`
 	Bridge    string                `json:"bridge"`
@@ -35,8 +37,11 @@ func (s *netState) network() *Network {
 
 func statePath(dir, bridge string) string { return filepath.Join(dir, bridge+".json") }
 
-// loadStates reads every network state file in dir.
-func loadStates(dir string) (map[netKey]*netState, error) {
+// loadStates reads every network state file in dir written by instance. A
+// file whose bridge is not the one instance would use (written by another
+// instance, or by a berth before names held the instance) is skipped with a
+// warning: its network is not this instance's.
+func loadStates(dir, instance string, log *slog.Logger) (map[netKey]*netState, error) {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, fmt.Errorf("read state dir: %w", err)
@@ -55,8 +60,14 @@ func loadStates(dir string) (map[netKey]*netState, error) {
 		if err := json.Unmarshal(b, &s); err != nil {
 			return nil, fmt.Errorf("parse network state %s: %w (move the file away to forget the network)", name, err)
 		}
-		if s.Bridge != strings.TrimSuffix(name, ".json") || s.Bridge != BridgeName(s.Stack, s.Name) || !s.Subnet.Addr().Is4() {
+		if s.Bridge != strings.TrimSuffix(name, ".json") || !s.Subnet.Addr().Is4() {
 			return nil, fmt.Errorf("network state %s is inconsistent (move the file away to forget the network)", name)
+		}
+		if s.Instance != instance || s.Bridge != BridgeName(instance, s.Stack, s.Name) {
+			log.Warn("network state of another berth instance or an older berth ignored; move the file away to silence this",
+				"file", filepath.Join(dir, name), "stack", s.Stack, "network", s.Name, "bridge", s.Bridge,
+				"file_instance", s.Instance, "instance", instance)
+			continue
 		}
 		if s.Addresses == nil {
 			s.Addresses = make(map[string]netip.Addr)

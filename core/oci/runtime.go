@@ -307,7 +307,14 @@ func (r *Runtime) Exec(ctx context.Context, id string, p specs.Process, stdin io
 	}
 	// The runtime passes its stdio to the process, so the runtime's own
 	// failure is told apart from the process's exit code by its log.
-	_, err = r.run(ctx, call{args: []string{"exec", "--process", pf.Name(), id}, stdin: stdin, stdout: stdout, stderr: stderr})
+	pidFile := pf.Name() + ".pid"
+	defer os.Remove(pidFile)
+	_, err = r.run(ctx, call{args: []string{"exec", "--process", pf.Name(), "--pid-file", pidFile, id}, stdin: stdin, stdout: stdout, stderr: stderr})
+	if ctx.Err() != nil {
+		// Ending the runtime's exec leaves its process running in the
+		// container (a health check that hangs would pile up): kill it.
+		killPidFile(pidFile)
+	}
 	if err == nil {
 		return 0, nil
 	}
@@ -320,6 +327,18 @@ func (r *Runtime) Exec(ctx context.Context, id string, p specs.Process, stdin io
 		return ee.ExitCode(), nil
 	}
 	return -1, fmt.Errorf("exec %s: %w", id, err)
+}
+
+// killPidFile sends SIGKILL to the process whose pid the runtime wrote to
+// path, if it wrote one.
+func killPidFile(path string) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return
+	}
+	if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 1 {
+		syscall.Kill(pid, syscall.SIGKILL)
+	}
 }
 
 // Create creates container id from bundle without starting its process;

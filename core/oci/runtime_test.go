@@ -5,8 +5,10 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -116,6 +118,16 @@ func TestLifecycle(t *testing.T) {
 	if _, err := rt.Exec(ctx, id, specs.Process{Args: []string{"/no/such/binary"}}, nil, nil, nil); err == nil {
 		t.Error("exec of a missing binary: no error")
 	}
+	// An exec that outlives its ctx is killed, not left in the container.
+	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	_, err = rt.Exec(short, id, specs.Process{Args: []string{"/bin/sleep", "37"}, Env: []string{oci.DefaultPath}}, nil, nil, nil)
+	cancel()
+	if err == nil {
+		t.Error("exec past its deadline: no error")
+	}
+	if pid := findProcess("/bin/sleep\x0037\x00"); pid != 0 {
+		t.Errorf("exec left running after its deadline: pid %d", pid)
+	}
 
 	if err := rt.Pause(ctx, id); err != nil {
 		t.Fatal(err)
@@ -182,4 +194,17 @@ func waitStatus(t *testing.T, rt *oci.Runtime, id string, want specs.ContainerSt
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// findProcess returns the pid of a live process whose /proc cmdline is
+// cmdline, or 0.
+func findProcess(cmdline string) int {
+	dirs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, d := range dirs {
+		if b, err := os.ReadFile(filepath.Join(d, "cmdline")); err == nil && string(b) == cmdline {
+			pid, _ := strconv.Atoi(filepath.Base(d))
+			return pid
+		}
+	}
+	return 0
 }
