@@ -147,6 +147,7 @@ func Open(ctx context.Context, cfg Config) (*Daemon, error) {
 	}
 	gens, err := update.Open(filepath.Join(cfg.StateDir, "generations"))
 	if err != nil {
+		nets.Close()
 		return nil, err
 	}
 	life, cancel := context.WithCancel(context.Background())

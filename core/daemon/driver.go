@@ -118,7 +118,7 @@ func (d *ociDriver) Prepare(ctx context.Context, s *stack.Spec) error {
 	defer func() { d.log.Debug("container prepared", "container", s.ID(), "took", time.Since(began)) }()
 	dir := d.containerDir(s)
 	if err := os.MkdirAll(filepath.Join(dir, "monitor"), 0o700); err != nil {
-		return err
+		return fmt.Errorf("create container dir: %w", err)
 	}
 	if _, err := d.rootfs.Prepare(ctx, s.ID(), s.Images); err != nil {
 		return err
@@ -154,9 +154,16 @@ func (d *ociDriver) Prepare(ctx context.Context, s *stack.Spec) error {
 		opts.HostNetwork = true
 	case playbook.NetworkBridge:
 		ns := d.netnsPath(s)
+		if fileExists(ns) && !isMountPoint(ns) {
+			// Left by a berthd killed while it made the namespace: a
+			// plain file, which would fail every Attach.
+			if err := network.DeleteNetNS(ns); err != nil {
+				return err
+			}
+		}
 		if !fileExists(ns) {
 			if err := os.MkdirAll(filepath.Dir(ns), 0o700); err != nil {
-				return err
+				return fmt.Errorf("create netns: %w", err)
 			}
 			if err := network.NewNetNS(ns); err != nil {
 				return err
@@ -328,7 +335,8 @@ func (d *ociDriver) Logs(ctx context.Context, s *stack.Spec, tail int, follow bo
 	})
 }
 
-// task is one run of a container under its monitor.
+// task is one run of a container under its monitor. Delete releases its
+// monitor handle, so each run holds a pidfd only while it may be waited on.
 type task struct {
 	h *monitor.Handle
 	d *ociDriver
@@ -376,7 +384,12 @@ func (t *task) Exec(ctx context.Context, args, env []string, stdin io.Reader, st
 	return t.d.runtime.Exec(ctx, t.s.ID(), *p, stdin, stdout, stderr)
 }
 
+// Delete removes the exited run's runtime state and closes its monitor
+// handle (the supervisor calls it once Wait has returned).
 func (t *task) Delete(ctx context.Context) error {
+	if err := t.h.Close(); err != nil {
+		t.d.log.Warn("close monitor handle", "container", t.s.ID(), "err", err)
+	}
 	err := t.d.runtime.Delete(ctx, t.s.ID(), true)
 	if errors.Is(err, oci.ErrNotExist) {
 		return nil

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -154,6 +155,27 @@ func TestCrashingContainerIsRestartedWithBackoff(t *testing.T) {
 	if out := b.mustBerth("logs", "crashy"); strings.Count(out, "boom") != 3 {
 		t.Fatalf("want 3 runs in the log, got:\n%s", out)
 	}
+	// Each run's monitor handle is released with the run: no pidfd stays.
+	if n := pidfds(t, b.cmd.Process.Pid); n != 0 {
+		t.Fatalf("berthd holds %d pidfds after every run ended, want 0", n)
+	}
+}
+
+// pidfds counts the pidfds process pid holds open.
+func pidfds(t *testing.T, pid int) int {
+	t.Helper()
+	dir := filepath.Join("/proc", strconv.Itoa(pid), "fd")
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range ents {
+		if target, err := os.Readlink(filepath.Join(dir, e.Name())); err == nil && strings.Contains(target, "pidfd") {
+			n++
+		}
+	}
+	return n
 }
 
 func TestStopKillsContainerThatIgnoresSIGTERM(t *testing.T) {

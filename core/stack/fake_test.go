@@ -18,11 +18,13 @@ type fakeDriver struct {
 	mu      sync.Mutex
 	events  []string
 	tasks   map[string][]*fakeTask
-	startFn func(s *Spec) error    // optional: fail a start
-	healthy func(name string) bool // optional: health check result
-	ignore  map[string]bool        // containers that ignore their stop signal
-	started chan string            // receives each started container's name
-	adopt   map[string]*fakeTask   // tasks Adopt finds
+	startFn func(s *Spec) error      // optional: fail (or hold) a start
+	prepFn  func(s *Spec) error      // optional: fail (or hold) a prepare
+	rmStack func(st *playbook.Stack) // optional: hold a RemoveStack
+	healthy func(name string) bool   // optional: health check result
+	ignore  map[string]bool          // containers that ignore their stop signal
+	started chan string              // receives each started container's name
+	adopt   map[string]*fakeTask     // tasks Adopt finds
 }
 
 func newFakeDriver() *fakeDriver {
@@ -46,6 +48,12 @@ func (d *fakeDriver) PrepareStack(ctx context.Context, st *playbook.Stack) error
 	return nil
 }
 func (d *fakeDriver) Prepare(ctx context.Context, s *Spec) error {
+	if d.prepFn != nil {
+		if err := d.prepFn(s); err != nil {
+			d.record("prepare-failed %s", s.Container.Name)
+			return err
+		}
+	}
 	d.record("prepare %s", s.Container.Name)
 	return nil
 }
@@ -84,6 +92,9 @@ func (d *fakeDriver) Remove(ctx context.Context, s *Spec) error {
 	return nil
 }
 func (d *fakeDriver) RemoveStack(ctx context.Context, st *playbook.Stack) error {
+	if d.rmStack != nil {
+		d.rmStack(st)
+	}
 	d.record("remove-stack %s", st.Name)
 	return nil
 }
@@ -109,6 +120,7 @@ type fakeTask struct {
 	once   sync.Once
 	exited chan struct{}
 	status Exit
+	lost   error // Wait's error: the process was lost
 	paused bool
 }
 
@@ -120,11 +132,22 @@ func (t *fakeTask) exit(e Exit) {
 	})
 }
 
+// exitRaw ends the task with e as it is (At may be zero) and Wait's error.
+func (t *fakeTask) exitRaw(e Exit, lost error) {
+	t.once.Do(func() {
+		t.status, t.lost = e, lost
+		close(t.exited)
+	})
+}
+
 func (t *fakeTask) Pid() int             { return t.pid }
 func (t *fakeTask) StartedAt() time.Time { return time.Now() }
 func (t *fakeTask) Wait(ctx context.Context) (Exit, error) {
 	select {
 	case <-t.exited:
+		if t.lost != nil {
+			return Exit{}, t.lost
+		}
 		return t.status, nil
 	case <-ctx.Done():
 		return Exit{}, ctx.Err()

@@ -43,24 +43,67 @@ type Manager struct {
 	images ImageResolver
 	gens   *update.Store
 	log    *slog.Logger
-	// life bounds the supervisors: when it ends (berthd stops), they stop
-	// watching and the containers keep running.
+	// life bounds the supervisors: when it ends (berthd stops, or
+	// Shutdown), they stop watching and the containers keep running.
 	life context.Context
+	end  context.CancelFunc
 
+	// mu guards stacks and, of each running, pb, containers and removed.
+	// Lock order: running.apply, then mu, then a container's mu.
 	mu     sync.Mutex
 	stacks map[string]*running
 }
 
-// running is one stack that is up.
+// running is one stack that is up. Its fields change only with apply held
+// and Manager.mu held too, so holding either is enough to read them.
 type running struct {
 	apply      sync.Mutex // serialises up and down of this stack
 	pb         *playbook.Playbook
 	containers map[string]*container
+	removed    bool // taken out of Manager.stacks by Down: no longer used
 }
 
-// NewManager returns a Manager whose supervisors live as long as life.
+// NewManager returns a Manager whose supervisors live as long as life, or
+// until Shutdown.
 func NewManager(life context.Context, d Driver, images ImageResolver, gens *update.Store, log *slog.Logger) *Manager {
-	return &Manager{driver: d, images: images, gens: gens, log: log, life: life, stacks: map[string]*running{}}
+	life, end := context.WithCancel(life)
+	return &Manager{driver: d, images: images, gens: gens, log: log, life: life, end: end, stacks: map[string]*running{}}
+}
+
+// lockStack returns the stack's running record with its apply lock held,
+// creating it when create is set; without create, it returns an error
+// wrapping ErrNotFound when the stack is not up. It never returns a record
+// that a Down took out while the caller waited for the lock.
+func (m *Manager) lockStack(name string, create bool) (*running, error) {
+	for {
+		m.mu.Lock()
+		r := m.stacks[name]
+		if r == nil {
+			if !create {
+				m.mu.Unlock()
+				return nil, fmt.Errorf("stack %q is not up (see `berth ps`): %w", name, ErrNotFound)
+			}
+			r = &running{containers: map[string]*container{}}
+			m.stacks[name] = r
+		}
+		m.mu.Unlock()
+		r.apply.Lock()
+		if !r.removed {
+			return r, nil
+		}
+		r.apply.Unlock()
+	}
+}
+
+// dropIfEmpty forgets a stack record that an Up created but left with
+// nothing in it (it failed before any container). Call with r.apply held.
+func (m *Manager) dropIfEmpty(name string, r *running) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if r.pb == nil && len(r.containers) == 0 && m.stacks[name] == r {
+		delete(m.stacks, name)
+		r.removed = true
+	}
 }
 
 // Restore brings back every stack that has a current generation: it
@@ -115,9 +158,8 @@ func (m *Manager) Plan(ctx context.Context, req api.ApplyRequest) (*api.Plan, er
 		return nil, err
 	}
 	m.mu.Lock()
-	r := m.stacks[pb.Stack.Name]
-	m.mu.Unlock()
-	plan, _, _ := m.diff(r, pb, specs)
+	defer m.mu.Unlock()
+	plan, _, _ := m.diff(m.stacks[pb.Stack.Name], pb, specs)
 	return plan, nil
 }
 
@@ -125,6 +167,17 @@ func (m *Manager) Plan(ctx context.Context, req api.ApplyRequest) (*api.Plan, er
 // the containers it removes or replaces, and starts the new ones. It
 // returns once every new container has started, or with every container
 // that failed to.
+//
+// The generation is committed first, before any container changes, and
+// stays committed when Up then fails: a generation records what the user
+// asked for, not what came up, so a berthd restart after a failed Up
+// brings back the playbook applied last (not a mix of two), and its failed
+// containers are tried again. A second Up (of a fixed playbook, or the same
+// one) replaces the containers that failed; Down removes them all. Rolling
+// back is applying the earlier playbook again.
+//
+// When ctx ends, Up stops waiting and returns ctx.Err(); the containers go
+// on starting.
 func (m *Manager) Up(ctx context.Context, req api.ApplyRequest, progress func(api.Event)) (*api.Plan, error) {
 	pb, specs, err := m.load(ctx, req)
 	if err != nil {
@@ -133,17 +186,16 @@ func (m *Manager) Up(ctx context.Context, req api.ApplyRequest, progress func(ap
 	emit := emitter(progress)
 	name := pb.Stack.Name
 
-	m.mu.Lock()
-	r := m.stacks[name]
-	if r == nil {
-		r = &running{containers: map[string]*container{}}
-		m.stacks[name] = r
+	r, err := m.lockStack(name, true)
+	if err != nil {
+		return nil, err
 	}
-	m.mu.Unlock()
-	r.apply.Lock()
 	defer r.apply.Unlock()
+	defer m.dropIfEmpty(name, r)
 
+	m.mu.Lock()
 	plan, gone, fresh := m.diff(r, pb, specs)
+	m.mu.Unlock()
 	digests := map[string]string{}
 	for _, s := range specs {
 		for i, ref := range s.Container.Images {
@@ -153,37 +205,49 @@ func (m *Manager) Up(ctx context.Context, req api.ApplyRequest, progress func(ap
 	began := time.Now()
 	gen := &update.Generation{Stack: name, File: req.File, Vars: req.Vars, Images: digests, AppliedAt: time.Now().UTC(), Source: req.Source}
 	if err := m.gens.Commit(gen); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("stack %s: %w; nothing was changed", name, err)
 	}
 	emit("", fmt.Sprintf("stack %s: generation %d", name, gen.Number))
 	m.log.Debug("generation committed", "stack", name, "generation", gen.Number, "took", time.Since(began))
 
 	// Stop what goes away, dependents first, then remove it.
 	if len(gone) > 0 {
-		m.stopAll(ctx, r, gone, emit)
+		if err := m.stopAll(ctx, gone, emit); err != nil {
+			return plan, fmt.Errorf("stack %s: %w", name, err)
+		}
 		for _, c := range gone {
 			if err := m.driver.Remove(ctx, c.spec); err != nil {
-				return nil, fmt.Errorf("remove %s: %w", c.spec.Container.Name, err)
+				return plan, fmt.Errorf("remove container %s: %w; run `berth up` again to retry", c.spec.Container.Name, err)
 			}
-			delete(r.containers, c.spec.Container.Name)
+			m.mu.Lock()
+			if r.containers[c.spec.Container.Name] == c {
+				delete(r.containers, c.spec.Container.Name)
+			}
+			m.mu.Unlock()
 		}
 	}
+	m.mu.Lock()
 	r.pb = pb
+	m.mu.Unlock()
 	// The stack's networks reserve every container's address, so each new
 	// container's /etc/hosts names all the others from the start; the
 	// containers that keep running learn the new ones here.
 	if err := m.driver.PrepareStack(ctx, pb.Stack); err != nil {
-		return nil, err
+		return plan, fmt.Errorf("prepare stack %s: %w; run `berth up` again to retry", name, err)
 	}
 	var kept []*Spec
 	for _, c := range r.containers {
 		kept = append(kept, c.spec)
 	}
 	if err := m.driver.Connect(ctx, kept); err != nil {
-		return nil, err
+		return plan, fmt.Errorf("stack %s: update /etc/hosts of running containers: %w; run `berth up` again to retry", name, err)
 	}
+	m.mu.Lock()
 	for _, s := range fresh {
 		r.containers[s.Container.Name] = newContainer(s, m.driver, m.log)
+	}
+	m.mu.Unlock()
+	for _, s := range fresh {
 		emit(s.Container.Name, "created")
 	}
 	waits := m.startAll(r, fresh, false)
@@ -213,43 +277,54 @@ func (m *Manager) Up(ctx context.Context, req api.ApplyRequest, progress func(ap
 }
 
 // Down stops every container of the stack, dependents first, removes them
-// and the stack's networks, and keeps its persistent volumes.
+// and the stack's networks, and keeps its persistent volumes. A Down that
+// fails part-way leaves the stack listed, so it can be run again.
 func (m *Manager) Down(ctx context.Context, name string, progress func(api.Event)) error {
-	m.mu.Lock()
-	r := m.stacks[name]
-	m.mu.Unlock()
-	if r == nil {
-		return fmt.Errorf("stack %q is not up: %w", name, ErrNotFound)
+	r, err := m.lockStack(name, false)
+	if err != nil {
+		return err
 	}
-	r.apply.Lock()
 	defer r.apply.Unlock()
 	emit := emitter(progress)
 	var all []*container
 	for _, c := range r.containers {
 		all = append(all, c)
 	}
-	m.stopAll(ctx, r, all, emit)
 	var errs []error
-	for _, c := range all {
-		if err := m.driver.Remove(ctx, c.spec); err != nil {
-			errs = append(errs, fmt.Errorf("remove %s: %w", c.spec.Container.Name, err))
-		}
+	if err := m.stopAll(ctx, all, emit); err != nil {
+		errs = append(errs, err)
 	}
-	if r.pb != nil {
+	for _, c := range all {
+		select {
+		case <-c.done:
+		default:
+			continue // did not stop: stopAll said so
+		}
+		if err := m.driver.Remove(ctx, c.spec); err != nil {
+			errs = append(errs, fmt.Errorf("remove container %s: %w", c.spec.Container.Name, err))
+			continue
+		}
+		m.mu.Lock()
+		delete(r.containers, c.spec.Container.Name)
+		m.mu.Unlock()
+	}
+	if r.pb != nil && len(errs) == 0 {
 		if err := m.driver.RemoveStack(ctx, r.pb.Stack); err != nil {
-			errs = append(errs, err)
+			errs = append(errs, fmt.Errorf("remove networks and volumes: %w", err))
 		}
 	}
 	if err := m.gens.Deactivate(name); err != nil {
 		errs = append(errs, err)
 	}
-	if len(errs) == 0 {
-		m.mu.Lock()
-		delete(m.stacks, name)
-		m.mu.Unlock()
-		emit("", "stack "+name+" is down")
+	if len(errs) > 0 {
+		return fmt.Errorf("down %s: %w; run `berth down %s` again to retry", name, errors.Join(errs...), name)
 	}
-	return errors.Join(errs...)
+	m.mu.Lock()
+	delete(m.stacks, name)
+	r.removed = true
+	m.mu.Unlock()
+	emit("", "stack "+name+" is down")
+	return nil
 }
 
 // Containers lists every container, by stack then playbook order.
@@ -344,7 +419,7 @@ func (m *Manager) find(name string) (*container, error) {
 		if r := m.stacks[st]; r != nil && r.containers[ctr] != nil {
 			return r.containers[ctr], nil
 		}
-		return nil, fmt.Errorf("no container %q: %w", name, ErrNotFound)
+		return nil, fmt.Errorf("no container %q (see `berth ps`): %w", name, ErrNotFound)
 	}
 	var found []*container
 	for _, r := range m.stacks {
@@ -486,7 +561,13 @@ func (m *Manager) startAll(r *running, specs []*Spec, adopt bool) map[string]cha
 				}
 			}()
 			fail := func(err error) {
-				c.update(func() { c.state, c.lastErr = StateFailed, err })
+				c.update(func() {
+					if c.stopping { // the error is likely the stop's cancel
+						c.state, err = StateStopped, errStopped
+					} else {
+						c.state, c.lastErr = StateFailed, err
+					}
+				})
 				close(c.done)
 				done <- err
 			}
@@ -507,6 +588,7 @@ func (m *Manager) startAll(r *running, specs []*Spec, adopt bool) map[string]cha
 				fail(fmt.Errorf("prepare: %w", err))
 				return
 			}
+			c.prepared = true
 			for dep, cond := range deps {
 				if err := dep.await(ctx, cond); err != nil {
 					fail(fmt.Errorf("dependency %w", err))
@@ -520,21 +602,18 @@ func (m *Manager) startAll(r *running, specs []*Spec, adopt bool) map[string]cha
 	return waits
 }
 
-// stopAll stops the given containers of r, each after the containers of r
-// that depend on it, in parallel where the order allows.
-func (m *Manager) stopAll(ctx context.Context, r *running, cs []*container, emit func(string, string)) {
-	stopped := map[*container]chan struct{}{}
-	for _, c := range r.containers {
-		stopped[c] = make(chan struct{})
+// stopAll stops the given containers of one stack, each after those of them
+// that depend on it, in parallel where the order allows. It returns the
+// containers that did not stop (ctx ended), joined; a container whose
+// dependent did not stop is not stopped either. Call with r.apply held.
+func (m *Manager) stopAll(ctx context.Context, cs []*container, emit func(string, string)) error {
+	type result struct {
+		done chan struct{}
+		err  error
 	}
-	stopping := map[*container]bool{}
+	stopped := map[*container]*result{}
 	for _, c := range cs {
-		stopping[c] = true
-	}
-	for _, c := range r.containers {
-		if !stopping[c] {
-			close(stopped[c]) // not being stopped: nothing waits for it
-		}
+		stopped[c] = &result{done: make(chan struct{})}
 	}
 	var wg sync.WaitGroup
 	for _, c := range cs {
@@ -547,30 +626,52 @@ func (m *Manager) stopAll(ctx context.Context, r *running, cs []*container, emit
 				}
 			}
 		}
+		res := stopped[c]
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			defer close(stopped[c])
+			defer close(res.done)
 			for _, d := range dependents {
-				<-stopped[d]
+				<-stopped[d].done
+				if stopped[d].err != nil {
+					res.err = fmt.Errorf("container %s: not stopped: its dependent %s is still running", c.spec.Container.Name, d.spec.Container.Name)
+					return
+				}
 			}
 			emit(c.spec.Container.Name, "stopping")
-			c.stop(ctx)
+			if res.err = c.stop(ctx); res.err != nil {
+				emit(c.spec.Container.Name, "failed to stop: "+res.err.Error())
+				return
+			}
 			emit(c.spec.Container.Name, "stopped")
 		}()
 	}
 	wg.Wait()
+	var errs []error
+	for _, c := range cs {
+		if err := stopped[c].err; err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Shutdown ends supervision of every stack without stopping a container,
-// for berthd's exit; the next berthd re-adopts them.
+// for berthd's exit; the next berthd re-adopts them. It returns once every
+// supervisor, and every goroutine still preparing a container or waiting
+// for its dependencies, has returned. The Manager must not be used after.
 func (m *Manager) Shutdown() {
+	m.end()
 	m.mu.Lock()
-	defer m.mu.Unlock()
+	var all []*container
 	for _, r := range m.stacks {
 		for _, c := range r.containers {
-			<-c.done
+			all = append(all, c)
 		}
+	}
+	m.mu.Unlock()
+	for _, c := range all {
+		<-c.done
 	}
 }
 

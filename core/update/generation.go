@@ -135,10 +135,15 @@ func (s *Store) Stacks() ([]string, error) {
 }
 
 // Deactivate makes the stack have no current generation (after `down`);
-// its generations stay on disk. Idempotent.
+// its generations stay on disk. Idempotent, and a no-op for a stack that
+// never had a generation.
 func (s *Store) Deactivate(stack string) error {
 	err := os.Remove(filepath.Join(s.root, stack, "current"))
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
+	if errors.Is(err, os.ErrNotExist) {
+		if _, serr := os.Stat(filepath.Join(s.root, stack)); errors.Is(serr, os.ErrNotExist) {
+			return nil
+		}
+	} else if err != nil {
 		return fmt.Errorf("deactivate %q: %w", stack, err)
 	}
 	if err := fsutil.SyncDir(filepath.Join(s.root, stack)); err != nil {

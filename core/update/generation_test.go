@@ -71,3 +71,13 @@ func TestCommitLeavesNoTempOnDisk(t *testing.T) {
 		}
 	}
 }
+
+func TestDeactivateStackWithoutGenerations(t *testing.T) {
+	s, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Deactivate("never-applied"); err != nil {
+		t.Fatalf("Deactivate of a stack never committed = %v, want nil", err)
+	}
+}
