@@ -14,7 +14,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/berth-io/berth/core/api"
 	"github.com/berth-io/berth/core/image"
@@ -113,20 +117,59 @@ type Daemon struct {
 	runtime *oci.Runtime
 	stacks  *stack.Manager
 	life    context.CancelFunc
+	lock    *os.File // flock on the state dir, held while open
 }
 
 // Open prepares berthd: stores, runtime, networks, and the stacks of the
-// last run, re-adopted. Close releases it; the containers keep running.
+// last run, re-adopted. It fails when another berthd holds the state dir.
+// Close releases it; the containers keep running.
 func Open(ctx context.Context, cfg Config) (*Daemon, error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
-	log := cfg.Log
 	for _, dir := range []string{cfg.StateDir, cfg.RunDir, filepath.Join(cfg.StateDir, "tmp")} {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, fmt.Errorf("create %s: %w", dir, err)
 		}
 	}
+	lock, err := lockStateDir(cfg.StateDir)
+	if err != nil {
+		return nil, err
+	}
+	d, err := open(ctx, cfg)
+	if err != nil {
+		lock.Close()
+		return nil, err
+	}
+	d.lock = lock
+	return d, nil
+}
+
+// lockStateDir takes the state dir for this berthd: two daemons on one
+// state would both own the same containers. The lock ends with the
+// process, so a berthd killed with -9 leaves none behind.
+func lockStateDir(dir string) (*os.File, error) {
+	path := filepath.Join(dir, "berthd.lock")
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("lock state dir: %w", err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		holder, _ := os.ReadFile(path)
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, fmt.Errorf("state dir %s is in use by another berthd (pid %s): stop it, or give this one its own --state-dir", dir, strings.TrimSpace(string(holder)))
+		}
+		return nil, fmt.Errorf("lock state dir %s: %w", dir, err)
+	}
+	if err := f.Truncate(0); err == nil {
+		f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	}
+	return f, nil
+}
+
+func open(ctx context.Context, cfg Config) (*Daemon, error) {
+	log := cfg.Log
 	images, err := image.Open(filepath.Join(cfg.StateDir, "images"))
 	if err != nil {
 		return nil, err
@@ -194,6 +237,7 @@ func (d *Daemon) Close() {
 	d.life()
 	d.stacks.Shutdown()
 	d.net.Close()
+	d.lock.Close()
 }
 
 // Serve answers the API on the configured socket until ctx ends.
@@ -350,9 +394,9 @@ func (d *Daemon) collect(ctx context.Context) error {
 func (d *Daemon) Version(ctx context.Context) (api.VersionInfo, error) {
 	v, err := d.runtime.Version(ctx)
 	if err != nil {
-		v = "unknown"
+		v = d.runtime.Name + " (version unknown)"
 	}
-	return api.VersionInfo{Version: version.Version, Runtime: d.runtime.Name + " " + v}, nil
+	return api.VersionInfo{Version: version.Version, Runtime: v}, nil
 }
 
 func apiImages(list []image.Image) []api.Image {

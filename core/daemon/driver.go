@@ -110,7 +110,32 @@ func (d *ociDriver) RemoveStack(ctx context.Context, st *playbook.Stack) error {
 		}
 		os.Remove(dir)
 	}
+	removeCgroups(filepath.Join(d.cgroupParent, st.Name))
+	os.Remove(filepath.Join(d.stateDir, "containers", st.Name)) // empty by now
 	return errors.Join(errs...)
+}
+
+// removeCgroups removes the cgroup dir rel, and then its parent, in every
+// mounted cgroup hierarchy, where they are empty. The runtime removes each
+// container's own cgroup; the stack's and berth's parents are berth's.
+func removeCgroups(rel string) {
+	mounts, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return
+	}
+	for _, line := range strings.Split(string(mounts), "\n") {
+		// mountinfo: ... mount-point ... - fstype source options
+		pre, post, ok := strings.Cut(line, " - ")
+		f, g := strings.Fields(pre), strings.Fields(post)
+		if !ok || len(f) < 5 || len(g) < 1 || (g[0] != "cgroup" && g[0] != "cgroup2") {
+			continue
+		}
+		for dir := rel; dir != "." && dir != "/"; dir = filepath.Dir(dir) {
+			if os.Remove(filepath.Join(f[4], dir)) != nil {
+				break // not empty (another stack) or not there
+			}
+		}
+	}
 }
 
 func (d *ociDriver) Prepare(ctx context.Context, s *stack.Spec) error {

@@ -102,6 +102,22 @@ func TestDemoStackSurvivesBerthdKill9(t *testing.T) {
 		t.Errorf("persistent volume removed by down: %v", err)
 	}
 	assertNoMounts(t, b, filepath.Join(b.state, "rootfs"))
+	// The stack's cgroups go with it, in every hierarchy.
+	if cgs, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup/*", b.cgroup, "demo")); len(cgs) != 0 {
+		t.Errorf("cgroups left after down: %v", cgs)
+	}
+}
+
+func TestSecondBerthdOnOneStateDirIsRefused(t *testing.T) {
+	needRoot(t)
+	b := newBerthd(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, filepath.Join(binDir, "berthd"), "--state-dir", b.state,
+		"--run-dir", filepath.Join(t.TempDir(), "run"), "--runtime", "runc").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "is in use by another berthd (pid") {
+		t.Fatalf("second berthd on the same state dir: %v\n%s", err, out)
+	}
 }
 
 func waitLog(t *testing.T, b *berthd, container, want string) {
@@ -219,6 +235,10 @@ func TestPauseResumeAndResources(t *testing.T) {
 }`)
 	b.mustBerth("up", pb)
 	cs := b.waitFor("running", func(cs map[string]api.ContainerStatus) bool { return cs["limited"].State == "running" })
+	// Applying the same playbook again changes nothing, not even the generation.
+	if out := b.mustBerth("up", pb); !strings.Contains(out, "no changes (generation 1)") {
+		t.Errorf("second up of the same playbook:\n%s", out)
+	}
 	mem, err := os.ReadFile(filepath.Join("/sys/fs/cgroup/memory", b.cgroup, "res", "limited", "memory.limit_in_bytes"))
 	if err == nil && strings.TrimSpace(string(mem)) != "33554432" {
 		t.Errorf("memory limit %s, want 33554432", mem)

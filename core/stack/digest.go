@@ -39,15 +39,18 @@ func digestParts(st *playbook.Stack, c *playbook.Container, images []image.Image
 		}
 	}
 	return map[string]string{
-		"images":    hashOf(digests),
-		"command":   hashOf([]any{c.Command, c.Args, c.WorkingDir, c.User}),
-		"env":       hashOf(c.Env),
-		"root":      hashOf(c.ReadOnly),
-		"volumes":   hashOf(mounts),
-		"resources": hashOf(c.Resources),
-		"network":   hashOf([]any{c.NetworkMode, networks}),
-		"health":    hashOf(c.Health),
-		"stop":      hashOf(c.Stop),
+		"images":      hashOf(digests),
+		"command":     hashOf(c.Command),
+		"args":        hashOf(c.Args),
+		"working_dir": hashOf(c.WorkingDir),
+		"user":        hashOf(c.User),
+		"env":         hashOf(c.Env),
+		"root":        hashOf(c.ReadOnly),
+		"volumes":     hashOf(mounts),
+		"resources":   hashOf(c.Resources),
+		"network":     hashOf([]any{c.NetworkMode, networks}),
+		"health":      hashOf(c.Health),
+		"stop":        hashOf(c.Stop),
 	}
 }
 

@@ -204,6 +204,10 @@ func (m *Manager) Up(ctx context.Context, req api.ApplyRequest, progress func(ap
 	}
 	began := time.Now()
 	gen := &update.Generation{Stack: name, File: req.File, Vars: req.Vars, Images: digests, AppliedAt: time.Now().UTC(), Source: req.Source}
+	if cur, err := m.gens.Current(name); err == nil && !changes(plan) && cur.Same(gen) {
+		emit("", fmt.Sprintf("stack %s: no changes (generation %d)", name, cur.Number))
+		return plan, nil
+	}
 	if err := m.gens.Commit(gen); err != nil {
 		return nil, fmt.Errorf("stack %s: %w; nothing was changed", name, err)
 	}
@@ -683,10 +687,20 @@ func emitter(progress func(api.Event)) func(container, msg string) {
 	}
 }
 
+// changes reports whether a plan changes any container.
+func changes(p *api.Plan) bool {
+	for _, a := range p.Actions {
+		if a.Kind != api.ActionUnchanged {
+			return true
+		}
+	}
+	return false
+}
+
 // ended reports whether the container will not run again by itself.
 func (c *container) ended() bool {
 	s := c.currentState()
-	return s == StateFailed || s == StateStopped
+	return s == StateFailed || s == StateStopped || s == StateExited
 }
 
 func (c *container) status() api.ContainerStatus {

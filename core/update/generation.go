@@ -7,9 +7,11 @@
 package update
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"sort"
@@ -34,6 +36,12 @@ type Generation struct {
 	Images    map[string]string `json:"images"` // reference -> manifest digest
 	AppliedAt time.Time         `json:"applied_at"`
 	Source    []byte            `json:"-"` // stored beside as playbook.hcl
+}
+
+// Same reports whether g and o apply the same thing: the same playbook
+// bytes, -var values and image digests (file name and time aside).
+func (g *Generation) Same(o *Generation) bool {
+	return bytes.Equal(g.Source, o.Source) && maps.Equal(g.Vars, o.Vars) && maps.Equal(g.Images, o.Images)
 }
 
 // Store keeps generations under one directory, one subdirectory per stack.

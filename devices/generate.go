@@ -1,0 +1,3 @@
+package devices
+
+//go:generate ./generate.sh

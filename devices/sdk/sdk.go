@@ -1,0 +1,102 @@
+// Package sdk is the berth device plugin SDK: [Serve] turns a plugin's
+// implementations of the base contract and its device classes into a
+// plugin binary, and [Launch] is the host side that starts such a binary
+// (checking its SHA-256), negotiates the contract version and hands back
+// the clients. Both use hashicorp/go-plugin over gRPC; nothing else in a
+// plugin needs to know that.
+package sdk
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/go-plugin"
+
+	"github.com/berth-io/berth/devices"
+	"github.com/berth-io/berth/devices/can"
+)
+
+// Handshake is the go-plugin handshake berth and its plugins share. The
+// magic cookie only tells a plugin binary run by hand that it is not being
+// run by berthd; it is not a secret. The protocol version is ignored:
+// versions are negotiated from [Versions].
+var Handshake = plugin.HandshakeConfig{
+	ProtocolVersion:  devices.ContractVersion,
+	MagicCookieKey:   "BERTH_DEVICE_PLUGIN",
+	MagicCookieValue: "b6c1f1f0-berth-device-plugin",
+}
+
+// Versions are the contract versions this SDK speaks, oldest first.
+var Versions = []int{devices.ContractVersion}
+
+// Plugin is what a plugin binary serves: the base contract, and the
+// implementation of each device class it drives (nil for the classes it
+// does not drive). The classes set here must match Info's Classes.
+type Plugin struct {
+	Base devices.Plugin
+	CAN  can.Driver
+}
+
+// ErrNoBase: Serve was given no base contract implementation.
+var ErrNoBase = errors.New("plugin has no base contract implementation")
+
+// PluginSet returns the go-plugin plugin set that serves p: the base
+// contract and each class p implements. [Serve] uses it; so do in-process
+// tests (plugin.TestPluginGRPCConn).
+func PluginSet(p Plugin) plugin.PluginSet {
+	set := plugin.PluginSet{devices.PluginName: &devices.GRPCPlugin{Impl: p.Base}}
+	if p.CAN != nil {
+		set[can.PluginName] = &can.GRPCPlugin{Impl: p.CAN}
+	}
+	return set
+}
+
+// hostSet is the plugin set the host dispenses from.
+func hostSet() map[int]plugin.PluginSet {
+	out := make(map[int]plugin.PluginSet, len(Versions))
+	for _, v := range Versions {
+		out[v] = plugin.PluginSet{
+			devices.PluginName: &devices.GRPCPlugin{},
+			can.PluginName:     &can.GRPCPlugin{},
+		}
+	}
+	return out
+}
+
+// NewLogger returns the logger a plugin should log with: JSON lines on
+// stderr, which the host's go-plugin client reads and re-logs, at the same
+// level, in berthd's log under the plugin binary's name.
+func NewLogger(name string) hclog.Logger {
+	return hclog.New(&hclog.LoggerOptions{
+		Name:       name,
+		Level:      hclog.Trace,
+		Output:     os.Stderr,
+		JSONFormat: true,
+	})
+}
+
+// Serve serves p until the host ends the plugin; call it from main. Run by
+// hand (not by berthd), the binary prints a short notice and exits 1, as
+// every go-plugin plugin does. Serve returns an error only for a Plugin it
+// cannot serve.
+func Serve(p Plugin, logger hclog.Logger) error {
+	if p.Base == nil {
+		return fmt.Errorf("serve plugin: %w", ErrNoBase)
+	}
+	if logger == nil {
+		logger = NewLogger("plugin")
+	}
+	sets := make(map[int]plugin.PluginSet, len(Versions))
+	for _, v := range Versions {
+		sets[v] = PluginSet(p)
+	}
+	plugin.Serve(&plugin.ServeConfig{
+		HandshakeConfig:  Handshake,
+		VersionedPlugins: sets,
+		GRPCServer:       plugin.DefaultGRPCServer,
+		Logger:           logger,
+	})
+	return nil
+}
