@@ -96,6 +96,9 @@ type ContainerStatus struct {
 	StartedAt time.Time
 	// FinishedAt is when the container last exited; zero if it never has.
 	FinishedAt time.Time
+	// Message says why the container is not running or not healthy (its
+	// last start error or health check failure); empty when all is well.
+	Message string
 	ExitCode   int
 	Restarts   int
 	Networks   map[string]string // network name -> address

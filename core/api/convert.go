@@ -76,6 +76,7 @@ func containerToProto(c ContainerStatus) *apiv1.ContainerStatus {
 		ExitCode:   int32(c.ExitCode),
 		Restarts:   int32(c.Restarts),
 		Networks:   c.Networks,
+		Message:    c.Message,
 	}
 }
 
@@ -92,6 +93,7 @@ func containerFromProto(c *apiv1.ContainerStatus) ContainerStatus {
 		ExitCode:   int(c.GetExitCode()),
 		Restarts:   int(c.GetRestarts()),
 		Networks:   c.GetNetworks(),
+		Message:    c.GetMessage(),
 	}
 }
 

@@ -116,6 +116,20 @@ func TestPs(t *testing.T) {
 	}
 }
 
+func TestPsSaysWhyAContainerIsDown(t *testing.T) {
+	cs := []api.ContainerStatus{
+		{Stack: "demo", Name: "nocmd", State: "restarting", Restarts: 2,
+			Message: `exec: "/bin/does-not-exist": no such file or directory`},
+		{Stack: "demo", Name: "db", State: "running", Health: "unhealthy", PID: 7, StartedAt: time.Now(),
+			Message: "health check failed 3 times: kvdb -ping exited 1"},
+	}
+	sock := apitest.Serve(t, &apitest.Backend{ContainersFn: func(context.Context) ([]api.ContainerStatus, error) { return cs, nil }})
+	run(t, sock, "", "ps").expect(t, 0, "Restarting (start failed)",
+		"demo/nocmd: exec: \"/bin/does-not-exist\": no such file or directory",
+		"demo/db: health check failed 3 times: kvdb -ping exited 1")
+	run(t, sock, "", "ps", "--json").expect(t, 0, `"message": "health check failed 3 times`)
+}
+
 func TestImages(t *testing.T) {
 	created := time.Now().Add(-50 * time.Hour)
 	sock := apitest.Serve(t, &apitest.Backend{ImagesFn: func(context.Context) ([]api.Image, error) {

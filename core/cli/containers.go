@@ -117,7 +117,22 @@ func (e *env) printContainers(rows []api.ContainerStatus) error {
 			ct.Name, ct.Stack, ct.State, dash(ct.Health), pidText(ct.PID), e.statusText(ct),
 			ct.Restarts, imagesText(ct.Images), networksText(ct.Networks))
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	// Why a container is down or unhealthy, under the table.
+	for _, ct := range rows {
+		if ct.Message != "" {
+			fmt.Fprintf(e.Out, "\n%s/%s: %s", ct.Stack, ct.Name, ct.Message)
+		}
+	}
+	for _, ct := range rows {
+		if ct.Message != "" {
+			fmt.Fprintln(e.Out)
+			break
+		}
+	}
+	return nil
 }
 
 func dash(s string) string {
@@ -150,7 +165,15 @@ func (e *env) statusText(ct api.ContainerStatus) string {
 	case "created":
 		return "Created"
 	case "restarting":
+		if ct.FinishedAt.IsZero() && ct.Message != "" {
+			return "Restarting (start failed)"
+		}
 		return fmt.Sprintf("Restarting (%d)%s", ct.ExitCode, ago(now, ct.FinishedAt))
+	case "failed":
+		if ct.FinishedAt.IsZero() {
+			return "Failed to start"
+		}
+		return fmt.Sprintf("Failed (%d)%s", ct.ExitCode, ago(now, ct.FinishedAt))
 	case "exited", "stopped":
 		return fmt.Sprintf("Exited (%d)%s", ct.ExitCode, ago(now, ct.FinishedAt))
 	}
@@ -203,13 +226,14 @@ type containerJSON struct {
 	Restarts   int               `json:"restarts"`
 	Images     []string          `json:"images"`
 	Networks   map[string]string `json:"networks"`
+	Message    string            `json:"message,omitempty"`
 }
 
 func containersJSON(rows []api.ContainerStatus) []containerJSON {
 	out := []containerJSON{}
 	for _, ct := range rows {
 		j := containerJSON{Name: ct.Name, Stack: ct.Stack, State: ct.State, Health: ct.Health, PID: ct.PID,
-			ExitCode: ct.ExitCode, Restarts: ct.Restarts, Images: ct.Images, Networks: ct.Networks}
+			ExitCode: ct.ExitCode, Restarts: ct.Restarts, Images: ct.Images, Networks: ct.Networks, Message: ct.Message}
 		if !ct.StartedAt.IsZero() {
 			j.StartedAt = &ct.StartedAt
 		}

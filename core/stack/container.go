@@ -301,6 +301,9 @@ func (c *container) checkHealth(ctx context.Context, task Task, h *playbook.Heal
 				failures = 0
 				c.update(func() {
 					if ctx.Err() == nil { // the process has not exited meanwhile
+						if c.health == HealthUnhealthy {
+							c.lastErr = nil // the failure it reported is over
+						}
 						c.health, c.healthy = HealthHealthy, true
 					}
 				})

@@ -720,6 +720,9 @@ func (c *container) status() api.ContainerStatus {
 	if c.task != nil {
 		st.PID = c.task.Pid()
 	}
+	if c.lastErr != nil {
+		st.Message = c.lastErr.Error()
+	}
 	if c.exit != nil {
 		st.ExitCode = c.exit.Code
 		st.FinishedAt = c.exit.At

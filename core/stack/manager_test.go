@@ -279,6 +279,10 @@ func TestStartErrorIsReported(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "container broken") || !strings.Contains(err.Error(), "/bin/nope") {
 		t.Fatalf("Up error = %v, want the start failure named", err)
 	}
+	// ps says why it is not running.
+	if ps := h.m.Containers(context.Background()); len(ps) != 1 || !strings.Contains(ps[0].Message, "/bin/nope") {
+		t.Fatalf("ps = %+v, want the start error as its message", ps)
+	}
 }
 
 func TestPlanSaysWhatChanges(t *testing.T) {

@@ -518,18 +518,21 @@ func (*ContainersRequest) Descriptor() ([]byte, []int) {
 }
 
 type ContainerStatus struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Stack         string                 `protobuf:"bytes,1,opt,name=stack,proto3" json:"stack,omitempty"`
-	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
-	Images        []string               `protobuf:"bytes,3,rep,name=images,proto3" json:"images,omitempty"`
-	State         string                 `protobuf:"bytes,4,opt,name=state,proto3" json:"state,omitempty"`
-	Health        string                 `protobuf:"bytes,5,opt,name=health,proto3" json:"health,omitempty"`
-	Pid           int64                  `protobuf:"varint,6,opt,name=pid,proto3" json:"pid,omitempty"`
-	StartedAt     *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
-	FinishedAt    *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=finished_at,json=finishedAt,proto3" json:"finished_at,omitempty"`
-	ExitCode      int32                  `protobuf:"varint,9,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
-	Restarts      int32                  `protobuf:"varint,10,opt,name=restarts,proto3" json:"restarts,omitempty"`
-	Networks      map[string]string      `protobuf:"bytes,11,rep,name=networks,proto3" json:"networks,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Stack      string                 `protobuf:"bytes,1,opt,name=stack,proto3" json:"stack,omitempty"`
+	Name       string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Images     []string               `protobuf:"bytes,3,rep,name=images,proto3" json:"images,omitempty"`
+	State      string                 `protobuf:"bytes,4,opt,name=state,proto3" json:"state,omitempty"`
+	Health     string                 `protobuf:"bytes,5,opt,name=health,proto3" json:"health,omitempty"`
+	Pid        int64                  `protobuf:"varint,6,opt,name=pid,proto3" json:"pid,omitempty"`
+	StartedAt  *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	FinishedAt *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=finished_at,json=finishedAt,proto3" json:"finished_at,omitempty"`
+	ExitCode   int32                  `protobuf:"varint,9,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
+	Restarts   int32                  `protobuf:"varint,10,opt,name=restarts,proto3" json:"restarts,omitempty"`
+	Networks   map[string]string      `protobuf:"bytes,11,rep,name=networks,proto3" json:"networks,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Why the container is not running or not healthy: its last start error
+	// or health check failure; empty when all is well.
+	Message       string `protobuf:"bytes,12,opt,name=message,proto3" json:"message,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -639,6 +642,13 @@ func (x *ContainerStatus) GetNetworks() map[string]string {
 		return x.Networks
 	}
 	return nil
+}
+
+func (x *ContainerStatus) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
 }
 
 type ContainersResponse struct {
@@ -1912,7 +1922,7 @@ const file_v1_berth_proto_rawDesc = "" +
 	"\x03msg\"#\n" +
 	"\vDownRequest\x12\x14\n" +
 	"\x05stack\x18\x01 \x01(\tR\x05stack\"\x13\n" +
-	"\x11ContainersRequest\"\xca\x03\n" +
+	"\x11ContainersRequest\"\xe4\x03\n" +
 	"\x0fContainerStatus\x12\x14\n" +
 	"\x05stack\x18\x01 \x01(\tR\x05stack\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x16\n" +
@@ -1927,7 +1937,8 @@ const file_v1_berth_proto_rawDesc = "" +
 	"\texit_code\x18\t \x01(\x05R\bexitCode\x12\x1a\n" +
 	"\brestarts\x18\n" +
 	" \x01(\x05R\brestarts\x12G\n" +
-	"\bnetworks\x18\v \x03(\v2+.berth.api.v1.ContainerStatus.NetworksEntryR\bnetworks\x1a;\n" +
+	"\bnetworks\x18\v \x03(\v2+.berth.api.v1.ContainerStatus.NetworksEntryR\bnetworks\x12\x18\n" +
+	"\amessage\x18\f \x01(\tR\amessage\x1a;\n" +
 	"\rNetworksEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"S\n" +
