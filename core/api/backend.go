@@ -98,10 +98,10 @@ type ContainerStatus struct {
 	FinishedAt time.Time
 	// Message says why the container is not running or not healthy (its
 	// last start error or health check failure); empty when all is well.
-	Message string
-	ExitCode   int
-	Restarts   int
-	Networks   map[string]string // network name -> address
+	Message  string
+	ExitCode int
+	Restarts int
+	Networks map[string]string // network name -> address
 }
 
 type LogOptions struct {
