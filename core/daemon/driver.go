@@ -312,6 +312,10 @@ func (d *ociDriver) Start(ctx context.Context, s *stack.Spec) (stack.Task, error
 	}
 	began := time.Now()
 	h, err := monitor.Start(ctx, d.monitorConfig(s))
+	if errors.Is(err, monitor.ErrStartFailed) {
+		d.log.Debug("container start failed", "container", s.ID(), "err", err)
+		return nil, errors.New(oci.StartFailure(err))
+	}
 	if err != nil {
 		return nil, err
 	}

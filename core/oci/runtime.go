@@ -105,7 +105,36 @@ func (e *RuntimeError) Error() string {
 	if msg == "" && e.Err != nil {
 		msg = e.Err.Error()
 	}
-	return fmt.Sprintf("%s %s: %s", e.Runtime, strings.Join(e.Args, " "), msg)
+	// The subcommand and the container id; the whole command line (temp
+	// files, bundle paths) says nothing to a user.
+	cmd := e.Runtime
+	if len(e.Args) > 0 {
+		cmd += " " + e.Args[0]
+	}
+	if len(e.Args) > 1 {
+		cmd += " " + e.Args[len(e.Args)-1]
+	}
+	return fmt.Sprintf("%s: %s", cmd, msg)
+}
+
+// StartFailure rewrites a runtime's failure to start a container's process
+// as a user reads it: the runtime's reason without its wrapping, and, for a
+// command that is not there, which command and what to do.
+func StartFailure(err error) string {
+	msg := err.Error()
+	if i := strings.LastIndex(msg, "unable to start container process: "); i >= 0 {
+		msg = msg[i+len("unable to start container process: "):]
+	}
+	var cmd string
+	if _, err := fmt.Sscanf(msg, "exec: %q:", &cmd); err == nil {
+		switch {
+		case strings.Contains(msg, "no such file or directory"), strings.Contains(msg, "executable file not found"):
+			return fmt.Sprintf("command %q is not in the container's images: fix `command` in the playbook or add an image that has it", cmd)
+		case strings.Contains(msg, "permission denied"):
+			return fmt.Sprintf("command %q is not executable in the container: check its mode, or fix `command` in the playbook", cmd)
+		}
+	}
+	return msg
 }
 
 func (e *RuntimeError) Unwrap() []error {

@@ -208,3 +208,17 @@ func findProcess(cmdline string) int {
 	}
 	return 0
 }
+
+func TestStartFailure(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{`start x: container start failed: run x: runc run x: runc run failed: unable to start container process: exec: "/bin/nope": stat /bin/nope: no such file or directory`,
+			"command \"/bin/nope\" is not in the container's images: fix `command` in the playbook or add an image that has it"},
+		{`runc run failed: unable to start container process: exec: "/etc/hosts": permission denied`,
+			"command \"/etc/hosts\" is not executable in the container: check its mode, or fix `command` in the playbook"},
+		{`runc run x: cgroup: no such controller`, `runc run x: cgroup: no such controller`},
+	} {
+		if got := oci.StartFailure(errors.New(tc.in)); got != tc.want {
+			t.Errorf("StartFailure(%q)\n = %q\nwant %q", tc.in, got, tc.want)
+		}
+	}
+}

@@ -97,6 +97,26 @@ func TestAllProblemsReported(t *testing.T) {
 	if len(diags) != 2 {
 		t.Errorf("got %d diagnostics, want 2:\n%s", len(diags), render(diags, "two.hcl"))
 	}
+	// Reported in file order, whatever order the checks found them in.
+	_, diags = Parse([]byte(`stack "s" {
+  container "b" {
+    images = ["berth.local/b:1"]
+    depends_on "nobody" {}
+  }
+  container "a" {
+    images    = ["berth.local/a:1"]
+    resources { memory = "lots" }
+  }
+}
+`), "order.hcl", nil)
+	for i := 1; i < len(diags); i++ {
+		if diags[i-1].Subject.Start.Byte > diags[i].Subject.Start.Byte {
+			t.Fatalf("diagnostics out of file order:\n%s", render(diags, "order.hcl"))
+		}
+	}
+	if len(diags) != 2 {
+		t.Fatalf("got %d diagnostics, want 2", len(diags))
+	}
 }
 
 func TestWriteDiagnostics(t *testing.T) {

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
+	"golang.org/x/sys/unix"
 
 	"github.com/berth-io/berth/core/api"
 	"github.com/berth-io/berth/core/image"
@@ -642,7 +643,8 @@ func (m *Manager) stopAll(ctx context.Context, cs []*container, emit func(string
 					return
 				}
 			}
-			emit(c.spec.Container.Name, "stopping")
+			st := c.spec.Container.Stop
+			emit(c.spec.Container.Name, fmt.Sprintf("stopping (%s, then SIGKILL after %s)", unix.SignalName(st.Signal), st.Timeout))
 			if res.err = c.stop(ctx); res.err != nil {
 				emit(c.spec.Container.Name, "failed to stop: "+res.err.Error())
 				return
