@@ -345,7 +345,10 @@ func (d *Daemon) ImportImage(ctx context.Context, path string) ([]api.Image, err
 func (d *Daemon) ImportImageNamed(ctx context.Context, path, ref string) ([]api.Image, error) {
 	list, err := d.images.Import(ctx, path, ref)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", api.ErrInvalid, err)
+		// The path is berthd's copy of the upload: the user knows the file
+		// by the name they gave the CLI, which says it.
+		msg := strings.ReplaceAll(err.Error(), "import "+path+": ", "")
+		return nil, fmt.Errorf("%s: %w", msg, api.ErrInvalid)
 	}
 	for _, im := range list {
 		d.log.Info("image imported", "ref", im.Ref, "digest", im.Digest, "size", im.Size)

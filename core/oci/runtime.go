@@ -121,20 +121,32 @@ func (e *RuntimeError) Error() string {
 // as a user reads it: the runtime's reason without its wrapping, and, for a
 // command that is not there, which command and what to do.
 func StartFailure(err error) string {
-	msg := err.Error()
+	msg, cmd, code := execFailure(err.Error())
+	switch code {
+	case 127:
+		return fmt.Sprintf("command %q is not in the container's images: fix `command` in the playbook or add an image that has it", cmd)
+	case 126:
+		return fmt.Sprintf("command %q is not executable in the container: check its mode, or fix `command` in the playbook", cmd)
+	}
+	return msg
+}
+
+// execFailure reads a runtime's failure to exec a process: the reason
+// without the runtime's wrapping, and, when the command is missing or not
+// executable, the command and the shell's exit code for that (127, 126).
+func execFailure(msg string) (reason, cmd string, code int) {
 	if i := strings.LastIndex(msg, "unable to start container process: "); i >= 0 {
 		msg = msg[i+len("unable to start container process: "):]
 	}
-	var cmd string
 	if _, err := fmt.Sscanf(msg, "exec: %q:", &cmd); err == nil {
 		switch {
 		case strings.Contains(msg, "no such file or directory"), strings.Contains(msg, "executable file not found"):
-			return fmt.Sprintf("command %q is not in the container's images: fix `command` in the playbook or add an image that has it", cmd)
+			return msg, cmd, 127
 		case strings.Contains(msg, "permission denied"):
-			return fmt.Sprintf("command %q is not executable in the container: check its mode, or fix `command` in the playbook", cmd)
+			return msg, cmd, 126
 		}
 	}
-	return msg
+	return msg, "", 0
 }
 
 func (e *RuntimeError) Unwrap() []error {
@@ -354,6 +366,18 @@ func (r *Runtime) Exec(ctx context.Context, id string, p specs.Process, stdin io
 			return 128 + int(ws.Signal()), nil
 		}
 		return ee.ExitCode(), nil
+	}
+	if errors.As(err, &re) {
+		// A command that is missing or not executable answers as a shell
+		// does: 127 or 126, with the reason on stderr.
+		if _, cmd, code := execFailure(re.Msg); code != 0 {
+			what := "not found in the container"
+			if code == 126 {
+				what = "not executable in the container"
+			}
+			fmt.Fprintf(stderr, "exec: %q: %s\n", cmd, what)
+			return code, nil
+		}
 	}
 	return -1, fmt.Errorf("exec %s: %w", id, err)
 }

@@ -115,8 +115,14 @@ func TestLifecycle(t *testing.T) {
 	if err != nil || code != 7 || out.String() != "out\n"+id+"\n" || errb.String() != "err\n" {
 		t.Errorf("exec = %d, %v, stdout %q, stderr %q", code, err, out.String(), errb.String())
 	}
-	if _, err := rt.Exec(ctx, id, specs.Process{Args: []string{"/no/such/binary"}}, nil, nil, nil); err == nil {
-		t.Error("exec of a missing binary: no error")
+	// A missing or non-executable command answers as a shell does.
+	errb.Reset()
+	if code, err := rt.Exec(ctx, id, specs.Process{Args: []string{"/no/such/binary"}}, nil, nil, &errb); err != nil || code != 127 || !strings.Contains(errb.String(), `"/no/such/binary": not found`) {
+		t.Errorf("exec of a missing binary = %d, %v, stderr %q; want 127", code, err, errb.String())
+	}
+	errb.Reset()
+	if code, err := rt.Exec(ctx, id, specs.Process{Args: []string{"/etc/passwd"}}, nil, nil, &errb); err != nil || code != 126 {
+		t.Errorf("exec of a non-executable file = %d, %v, stderr %q; want 126", code, err, errb.String())
 	}
 	// An exec that outlives its ctx is killed, not left in the container.
 	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
