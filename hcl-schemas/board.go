@@ -12,9 +12,6 @@ const (
 		"No variables or functions are available in a board file.\n"
 )
 
-// DeviceClasses are the device classes a board device may have.
-var DeviceClasses = []string{"can", "i2c", "spi", "gps", "modem"}
-
 // Board is the schema of a board file: exactly one board block.
 var Board = &Body{
 	Blocks: []*Block{
@@ -71,7 +68,7 @@ var BoardDevice = &Body{
 			Doc: "The device class: `can`, `i2c`, `spi`, `gps` or `modem`. The plugin must drive that class."},
 		{Name: "plugin", Type: cty.String, Required: true,
 			Doc: "The name of the `plugin` block whose plugin drives the device."},
-		{Name: "id", Type: cty.String, Default: "the device name",
-			Doc: "The device's ID as its plugin reports it in its fingerprint (e.g. the kernel interface `vcan0`)."},
+		{Name: "id", Type: cty.String,
+			Doc: "The device's ID as its plugin reports it in its fingerprint (e.g. the kernel interface `vcan0`); defaults to the device name."},
 	},
 }

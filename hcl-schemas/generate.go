@@ -1,6 +1,7 @@
 package hclschemas
 
 //go:generate go run ./internal/gendoc -out playbook.md
+//go:generate go run ./internal/gendoc -schema board -out board.md
 
 // PlaybookDocTitle and PlaybookDocIntro head the generated playbook.md.
 const (
