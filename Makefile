@@ -35,7 +35,7 @@ deps:
 	fi
 
 build:
-	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/berthd ./cmd/berth ./cmd/berth-monitor
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/berthd ./cmd/berth ./cmd/berth-monitor ./plugins/vcan/cmd/berth-plugin-vcan ./plugins/socketcan/cmd/berth-plugin-socketcan
 
 images: deps
 	$(GO) run ./cmd/mkimage -o $(IMAGES)

@@ -10,10 +10,10 @@
 //
 // Schemas defined here:
 //   - [Playbook]: a playbook file (variables, locals, one stack).
-//   - Board: the board file schema is added beside it, in board.go, by the
-//     board issue; device plugins will declare their config schemas with
-//     the same types (as Nomad plugins do with hclspec), so the host can
-//     check a plugin's config block without knowing the plugin.
+//   - [Board]: a board file (board.go): its plugins and devices. Device
+//     plugins declare their config schemas with the same types (as Nomad
+//     plugins do with hclspec), so the host checks a plugin's config block
+//     against it without knowing the plugin (core/board.CheckConfig).
 //
 // Decoding is structural only: types, required attributes, unknown or
 // duplicated blocks. Meaning (enums, sizes, cross-references) is checked by

@@ -10,32 +10,6 @@ import (
 	"github.com/berth-io/berth/devices"
 )
 
-// Config reads a plugin's config object as the host hands it to
-// Configure: attributes may be absent or null (the board did not set
-// them), and the types are those of the plugin's schema. A zero Config
-// (cty.NilVal, or null) has no attributes.
-type Config struct{ v cty.Value }
-
-// NewConfig wraps a config value; it refuses a value that is neither
-// null nor an object, with an error wrapping devices.ErrInvalidConfig.
-func NewConfig(v cty.Value) (Config, error) {
-	if v == cty.NilVal || v.IsNull() {
-		return Config{}, nil
-	}
-	if !v.Type().IsObjectType() {
-		return Config{}, fmt.Errorf("%w: config is a %s, want an object", devices.ErrInvalidConfig, v.Type().FriendlyName())
-	}
-	if !v.IsWhollyKnown() {
-		return Config{}, fmt.Errorf("%w: config is not wholly known", devices.ErrInvalidConfig)
-	}
-	return Config{v: v}, nil
-}
-
-// Get returns attribute name, or a null value when it is absent or null.
-func (c Config) Get(name string) cty.Value {
-	return attr(c.v, name)
-}
-
 func attr(v cty.Value, name string) cty.Value {
 	if v == cty.NilVal || v.IsNull() || !v.Type().IsObjectType() || !v.Type().HasAttribute(name) {
 		return cty.NullVal(cty.DynamicPseudoType)
@@ -95,7 +69,7 @@ func Entries(obj cty.Value, name string) ([]Entry, error) {
 	if !v.Type().IsMapType() && !v.Type().IsObjectType() {
 		return nil, fmt.Errorf("%w: %s is a %s, want a map", devices.ErrInvalidConfig, name, v.Type().FriendlyName())
 	}
-	var out []Entry
+	out := []Entry{}
 	for it := v.ElementIterator(); it.Next(); {
 		k, e := it.Element()
 		out = append(out, Entry{Key: k.AsString(), Value: e})
@@ -108,4 +82,20 @@ func Entries(obj cty.Value, name string) ([]Entry, error) {
 type Entry struct {
 	Key   string
 	Value cty.Value
+}
+
+// Object checks that a config value is an object (or null, or cty.NilVal:
+// no config) and returns it; attributes may be absent or null, meaning
+// the board did not set them. Errors wrap devices.ErrInvalidConfig.
+func Object(v cty.Value) (cty.Value, error) {
+	if v == cty.NilVal || v.IsNull() {
+		return cty.NullVal(cty.DynamicPseudoType), nil
+	}
+	if !v.Type().IsObjectType() {
+		return cty.NilVal, fmt.Errorf("%w: config is a %s, want an object", devices.ErrInvalidConfig, v.Type().FriendlyName())
+	}
+	if !v.IsWhollyKnown() {
+		return cty.NilVal, fmt.Errorf("%w: config is not wholly known", devices.ErrInvalidConfig)
+	}
+	return v, nil
 }

@@ -1,4 +1,4 @@
-# want: 2:1 Missing board block
+# want: 1:1 Missing board block
 plugin "vcan" {
   path = "berth-plugin-vcan"
 }

@@ -1,9 +1,12 @@
-# want: 8:1 Duplicate board block
+# want: 11:1 Duplicate board block
 board "a" {
   plugin "vcan" {
     path = "berth-plugin-vcan"
   }
-  device "can0" { class = "can"  plugin = "vcan" }
+  device "can0" {
+    class  = "can"
+    plugin = "vcan"
+  }
 }
 board "b" {
 }
