@@ -221,7 +221,8 @@ func tail(path string, n int) string {
 	if err != nil {
 		return fmt.Sprintf("(no console: %v)", err)
 	}
-	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+	text := strings.ReplaceAll(string(data), "\r", "")
+	lines := strings.Split(strings.TrimRight(text, "\n"), "\n")
 	if len(lines) > n {
 		lines = lines[len(lines)-n:]
 	}

@@ -1,0 +1,60 @@
+package hil
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// kvmProbeTimeout bounds the probe boot; a working KVM boots in a second or two.
+const kvmProbeTimeout = 30 * time.Second
+
+// ChooseAccel returns AccelKVM when /dev/kvm can be opened and a probe
+// guest (busybox, which must be static, running `true`) reports its status
+// under KVM in time; otherwise AccelTCG. KVM that is present but hangs at
+// boot is known on some hosts, hence the probe. The answer is cached in
+// cacheRoot per host kernel release, so the probe runs once per host kernel.
+func ChooseAccel(ctx context.Context, vm VM, busybox, cacheRoot string) string {
+	f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
+	if err != nil {
+		vm.logger().Debug("no usable /dev/kvm; using TCG", "err", err)
+		return AccelTCG
+	}
+	f.Close()
+
+	var uts unix.Utsname
+	_ = unix.Uname(&uts)
+	stamp := filepath.Join(cacheRoot, "accel-"+unix.ByteSliceToString(uts.Release[:]))
+	if data, err := os.ReadFile(stamp); err == nil {
+		if a := strings.TrimSpace(string(data)); a == AccelKVM || a == AccelTCG {
+			return a
+		}
+	}
+
+	vm.Accel = AccelKVM
+	pctx, cancel := context.WithTimeout(ctx, kvmProbeTimeout)
+	defer cancel()
+	start := time.Now()
+	code, err := vm.Run(pctx, Payload{Binary: busybox, Args: []string{"true"}}, discard{})
+	accel := AccelKVM
+	if err != nil || code != 0 {
+		accel = AccelTCG
+		vm.logger().Info("KVM probe failed; using TCG", "err", err, "status", code, "elapsed", time.Since(start))
+		if errors.Is(ctx.Err(), context.Canceled) {
+			return accel // interrupted: do not remember
+		}
+	} else {
+		vm.logger().Debug("KVM probe booted", "elapsed", time.Since(start))
+	}
+	_ = os.WriteFile(stamp, []byte(accel+"\n"), 0o644)
+	return accel
+}
+
+type discard struct{}
+
+func (discard) Write(p []byte) (int, error) { return len(p), nil }
