@@ -29,10 +29,6 @@ import (
 // Classes are the device classes a board device may have.
 var Classes = []devices.Class{devices.ClassCAN, devices.ClassI2C, devices.ClassSPI, devices.ClassGPS, devices.ClassModem}
 
-// nameRE is the shape of board, plugin and device names (the same as a
-// playbook's names: grants and `berth devices` print them).
-var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,62}$`)
-
 // sha256RE is a hex SHA-256, as sha256sum prints it.
 var sha256RE = regexp.MustCompile(`^[0-9a-fA-F]{64}$`)
 
@@ -144,7 +140,7 @@ func Load(path string) (*Board, hcl.Diagnostics) {
 // folder. The returned Board keeps src in Source.
 func Parse(src []byte, filename string) (*Board, hcl.Diagnostics) {
 	b, diags := parse(src, filename)
-	sortByPlace(diags)
+	hclschemas.SortByPlace(diags)
 	if diags.HasErrors() {
 		return nil, diags
 	}
@@ -219,33 +215,13 @@ func (d *decoder) errorf(rng hcl.Range, summary, format string, args ...any) {
 }
 
 func (d *decoder) checkName(kind, n string, rng hcl.Range) bool {
-	if nameRE.MatchString(n) {
+	if hclschemas.NamePattern.MatchString(n) {
 		return true
 	}
 	d.errorf(rng, "Invalid "+kind+" name",
 		"%q is not a valid %s name: use 1 to 63 lower-case letters, digits, '_', '.' or '-', starting with a letter or digit (e.g. %q).",
-		n, kind, suggestName(n))
+		n, kind, hclschemas.SuggestName(n, "dev"))
 	return false
-}
-
-func suggestName(n string) string {
-	var b strings.Builder
-	for _, r := range strings.ToLower(n) {
-		switch {
-		case r >= 'a' && r <= 'z', r >= '0' && r <= '9', r == '_', r == '.', r == '-':
-			b.WriteRune(r)
-		default:
-			b.WriteRune('-')
-		}
-	}
-	s := strings.TrimLeft(b.String(), "_.-")
-	if len(s) > 63 {
-		s = s[:63]
-	}
-	if s == "" {
-		s = "dev"
-	}
-	return s
 }
 
 // plugin decodes a plugin block; nil when a required part is missing or
@@ -368,18 +344,4 @@ func (d *decoder) checkUnusedPlugins(b *Board) {
 			})
 		}
 	}
-}
-
-// sortByPlace orders diagnostics as they stand in the file.
-func sortByPlace(diags hcl.Diagnostics) {
-	sort.SliceStable(diags, func(i, j int) bool {
-		a, b := diags[i].Subject, diags[j].Subject
-		if a == nil || b == nil {
-			return a == nil && b != nil
-		}
-		if a.Filename != b.Filename {
-			return a.Filename < b.Filename
-		}
-		return a.Start.Byte < b.Start.Byte
-	})
 }

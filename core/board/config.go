@@ -50,7 +50,7 @@ func CheckConfig(p *Plugin, schema *hclschemas.Body) (cty.Value, hcl.Diagnostics
 	}
 	v, d := objectOf(content, schema)
 	diags = append(diags, d...)
-	sortByPlace(diags)
+	hclschemas.SortByPlace(diags)
 	if diags.HasErrors() {
 		return cty.NilVal, diags
 	}

@@ -3,7 +3,6 @@ package playbook
 import (
 	"fmt"
 	"os"
-	"sort"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
@@ -35,7 +34,7 @@ func Load(path string, vars map[string]string) (*Playbook, hcl.Diagnostics) {
 // and `local` in scope.
 func Parse(src []byte, filename string, vars map[string]string) (*Playbook, hcl.Diagnostics) {
 	pb, diags := parse(src, filename, vars)
-	sortByPlace(diags)
+	hclschemas.SortByPlace(diags)
 	if diags.HasErrors() {
 		return nil, diags
 	}
@@ -73,20 +72,4 @@ func parse(src []byte, filename string, vars map[string]string) (*Playbook, hcl.
 		return nil, diags
 	}
 	return &Playbook{File: filename, Source: src, Stack: stack}, diags
-}
-
-// sortByPlace orders diagnostics as they stand in the file, the ones with
-// no place (an unknown -var name) first; the checks find them in another
-// order.
-func sortByPlace(diags hcl.Diagnostics) {
-	sort.SliceStable(diags, func(i, j int) bool {
-		a, b := diags[i].Subject, diags[j].Subject
-		if a == nil || b == nil {
-			return a == nil && b != nil
-		}
-		if a.Filename != b.Filename {
-			return a.Filename < b.Filename
-		}
-		return a.Start.Byte < b.Start.Byte
-	})
 }

@@ -13,10 +13,6 @@ import (
 	hclschemas "github.com/berth-io/berth/hcl-schemas"
 )
 
-// nameRE is the shape of stack, container, volume and network names: they
-// become directory names, host names and /etc/hosts entries.
-var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,62}$`)
-
 // imageRefRE is the OCI distribution reference grammar:
 // [domain[:port]/]path[:tag][@algorithm:hex].
 var imageRefRE = regexp.MustCompile(`^` +
@@ -37,33 +33,13 @@ const (
 )
 
 func (d *decoder) checkName(kind, n string, rng hcl.Range) bool {
-	if nameRE.MatchString(n) {
+	if hclschemas.NamePattern.MatchString(n) {
 		return true
 	}
 	d.errorf(rng, "Invalid "+kind+" name",
 		"%q is not a valid %s name: names become directory and host names, so use 1 to 63 lower-case letters, digits, '_', '.' or '-', starting with a letter or digit (e.g. %q).",
-		n, kind, suggestName(n))
+		n, kind, hclschemas.SuggestName(n, "app"))
 	return false
-}
-
-func suggestName(n string) string {
-	var b strings.Builder
-	for _, r := range strings.ToLower(n) {
-		switch {
-		case r >= 'a' && r <= 'z', r >= '0' && r <= '9', r == '_', r == '.', r == '-':
-			b.WriteRune(r)
-		default:
-			b.WriteRune('-')
-		}
-	}
-	s := strings.TrimLeft(b.String(), "_.-")
-	if len(s) > 63 {
-		s = s[:63]
-	}
-	if s == "" {
-		s = "app"
-	}
-	return s
 }
 
 // decodeStack decodes the deferred stack block body with ctx and checks it.
