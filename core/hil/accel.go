@@ -3,6 +3,7 @@ package hil
 import (
 	"context"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,7 +13,7 @@ import (
 )
 
 // kvmProbeTimeout bounds the probe boot; a working KVM boots in a second or two.
-const kvmProbeTimeout = 30 * time.Second
+const kvmProbeTimeout = 15 * time.Second
 
 // ChooseAccel returns AccelKVM when /dev/kvm can be opened and a probe
 // guest (busybox, which must be static, running `true`) reports its status
@@ -40,11 +41,11 @@ func ChooseAccel(ctx context.Context, vm VM, busybox, cacheRoot string) string {
 	pctx, cancel := context.WithTimeout(ctx, kvmProbeTimeout)
 	defer cancel()
 	start := time.Now()
-	code, err := vm.Run(pctx, Payload{Binary: busybox, Args: []string{"true"}}, discard{})
+	res, err := vm.Run(pctx, Payload{Binary: busybox, Args: []string{"true"}}, io.Discard)
 	accel := AccelKVM
-	if err != nil || code != 0 {
+	if err != nil || res.ExitCode != 0 {
 		accel = AccelTCG
-		vm.logger().Info("KVM probe failed; using TCG", "err", err, "status", code, "elapsed", time.Since(start))
+		vm.logger().Info("KVM probe failed; using TCG", "err", err, "status", res.ExitCode, "elapsed", time.Since(start))
 		if errors.Is(ctx.Err(), context.Canceled) {
 			return accel // interrupted: do not remember
 		}
@@ -54,7 +55,3 @@ func ChooseAccel(ctx context.Context, vm VM, busybox, cacheRoot string) string {
 	_ = os.WriteFile(stamp, []byte(accel+"\n"), 0o644)
 	return accel
 }
-
-type discard struct{}
-
-func (discard) Write(p []byte) (int, error) { return len(p), nil }

@@ -67,8 +67,11 @@ const manifestName = "kernel.json"
 // apt-get update only when they do not name the package or the download
 // fails. When apt cannot be asked at all, the newest cached kernel with the
 // wanted modules is used. Concurrent callers serialise on a lock file in
-// cacheRoot.
+// cacheRoot. log may be nil.
 func FetchKernel(ctx context.Context, cacheRoot string, wanted []string, log *slog.Logger) (*Kernel, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	if err := os.MkdirAll(cacheRoot, 0o755); err != nil {
 		return nil, fmt.Errorf("fetch kernel: %w", err)
 	}
@@ -78,6 +81,9 @@ func FetchKernel(ctx context.Context, cacheRoot string, wanted []string, log *sl
 	}
 	defer unlock()
 
+	if k := unchangedSinceLastResolve(cacheRoot, wanted); k != nil {
+		return k, nil
+	}
 	pkg, version, err := resolveKernel(ctx, log)
 	if err != nil {
 		if k := newestCached(cacheRoot, wanted); k != nil {
@@ -88,6 +94,7 @@ func FetchKernel(ctx context.Context, cacheRoot string, wanted []string, log *sl
 	}
 	dir := filepath.Join(cacheRoot, pkg+"_"+version)
 	if k, err := loadKernel(dir); err == nil && slices.Equal(k.Wanted, wanted) {
+		rememberResolve(cacheRoot, k)
 		return k, nil
 	}
 	log.Info("fetching kernel for the HIL VM (first use)", "package", pkg, "version", version, "cache", dir)
@@ -116,7 +123,58 @@ func FetchKernel(ctx context.Context, cacheRoot string, wanted []string, log *sl
 		return nil, fmt.Errorf("fetch kernel: %w", err)
 	}
 	k.Dir = dir
+	rememberResolve(cacheRoot, k)
 	return k, nil
+}
+
+// aptLists is the directory apt-get update rewrites; its modification time
+// changes whenever the package lists do.
+const aptLists = "/var/lib/apt/lists"
+
+// resolvedName is the file in the cache root that records which kernel apt
+// named last, and the state of apt's lists at that time.
+const resolvedName = "resolved.json"
+
+type resolved struct {
+	ListsModTime int64  `json:"lists_mod_time"`
+	Dir          string `json:"dir"`
+}
+
+// unchangedSinceLastResolve returns the kernel apt named last time if apt's
+// package lists have not changed since (asking apt-cache costs about a
+// second per run), or nil.
+func unchangedSinceLastResolve(cacheRoot string, wanted []string) *Kernel {
+	st, err := os.Stat(aptLists)
+	if err != nil {
+		return nil
+	}
+	data, err := os.ReadFile(filepath.Join(cacheRoot, resolvedName))
+	if err != nil {
+		return nil
+	}
+	var r resolved
+	if json.Unmarshal(data, &r) != nil || r.ListsModTime != st.ModTime().UnixNano() {
+		return nil
+	}
+	k, err := loadKernel(filepath.Join(cacheRoot, filepath.Base(r.Dir)))
+	if err != nil || !slices.Equal(k.Wanted, wanted) {
+		return nil
+	}
+	return k
+}
+
+// rememberResolve records k as the kernel apt names with its current lists.
+// A failure only costs the next run an apt-cache query.
+func rememberResolve(cacheRoot string, k *Kernel) {
+	st, err := os.Stat(aptLists)
+	if err != nil {
+		return
+	}
+	data, err := json.Marshal(resolved{ListsModTime: st.ModTime().UnixNano(), Dir: filepath.Base(k.Dir)})
+	if err != nil {
+		return
+	}
+	_ = os.WriteFile(filepath.Join(cacheRoot, resolvedName), data, 0o644)
 }
 
 // lockDir takes an exclusive flock on dir/.lock and returns its release.

@@ -52,30 +52,40 @@ func (e *GuestError) Error() string {
 
 func (e *GuestError) Unwrap() error { return e.Reason }
 
-// consoleTailLines is how much of the console a GuestError carries.
+// Result is the outcome of a guest that reported its test's exit status.
+type Result struct {
+	ExitCode int
+	// Console is the last lines of the kernel console (ttyS0), where the
+	// guest's /init also reports a module that failed to load.
+	Console string
+	// Elapsed is the time from starting qemu to its exit.
+	Elapsed time.Duration
+}
+
+// consoleTailLines is how much of the console a Result or GuestError carries.
 const consoleTailLines = 40
 
 // Run boots the guest with payload p, copies the test's output to stdout
-// and returns the test's exit status. The guest is stopped when ctx ends;
+// and returns the test's exit status with the tail of the console. The guest is stopped when ctx ends;
 // give ctx a deadline, which is the hard limit of the whole boot. A guest
 // that stops or times out without reporting a status is a *GuestError.
-func (vm *VM) Run(ctx context.Context, p Payload, stdout io.Writer) (int, error) {
+func (vm *VM) Run(ctx context.Context, p Payload, stdout io.Writer) (Result, error) {
 	if err := CheckStatic(p.Binary); err != nil {
-		return -1, err
+		return Result{}, err
 	}
 	tmp, err := os.MkdirTemp("", "berth-hil-")
 	if err != nil {
-		return -1, fmt.Errorf("vm run: %w", err)
+		return Result{}, fmt.Errorf("vm run: %w", err)
 	}
 	defer os.RemoveAll(tmp)
 
 	marker, err := newMarker()
 	if err != nil {
-		return -1, fmt.Errorf("vm run: %w", err)
+		return Result{}, fmt.Errorf("vm run: %w", err)
 	}
 	initrd := filepath.Join(tmp, "initrd.cpio")
 	if err := vm.writeInitrd(initrd, p, marker); err != nil {
-		return -1, fmt.Errorf("vm run: %w", err)
+		return Result{}, fmt.Errorf("vm run: %w", err)
 	}
 	console := filepath.Join(tmp, "console.log")
 
@@ -86,11 +96,11 @@ func (vm *VM) Run(ctx context.Context, p Payload, stdout io.Writer) (int, error)
 	cmd.Stderr = &qerr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
-		return -1, fmt.Errorf("vm run: %w", err)
+		return Result{}, fmt.Errorf("vm run: %w", err)
 	}
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
-		return -1, fmt.Errorf("vm run: start %s: %w", vm.QEMU, err)
+		return Result{}, fmt.Errorf("vm run: start %s: %w", vm.QEMU, err)
 	}
 	code, found, scanErr := ScanOutput(out, stdout, marker)
 	waitErr := cmd.Wait()
@@ -98,19 +108,19 @@ func (vm *VM) Run(ctx context.Context, p Payload, stdout io.Writer) (int, error)
 
 	switch {
 	case found:
-		return code, nil
+		return Result{ExitCode: code, Console: tail(console, consoleTailLines), Elapsed: time.Since(start)}, nil
 	case ctx.Err() != nil:
 		reason := ErrTimeout
 		if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			reason = ctx.Err()
 		}
-		return -1, &GuestError{Reason: reason, Console: tail(console, consoleTailLines)}
+		return Result{}, &GuestError{Reason: reason, Console: tail(console, consoleTailLines)}
 	case waitErr != nil:
-		return -1, fmt.Errorf("vm run: %s: %w: %s", vm.QEMU, waitErr, strings.TrimSpace(qerr.String()))
+		return Result{}, fmt.Errorf("vm run: %s: %w: %s", vm.QEMU, waitErr, strings.TrimSpace(qerr.String()))
 	case scanErr != nil:
-		return -1, fmt.Errorf("vm run: read guest output: %w", scanErr)
+		return Result{}, fmt.Errorf("vm run: read guest output: %w", scanErr)
 	}
-	return -1, &GuestError{Reason: ErrNoExitStatus, Console: tail(console, consoleTailLines)}
+	return Result{}, &GuestError{Reason: ErrNoExitStatus, Console: tail(console, consoleTailLines)}
 }
 
 func (vm *VM) logger() *slog.Logger {

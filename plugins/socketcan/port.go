@@ -26,6 +26,11 @@ type port struct {
 	done   chan struct{}
 }
 
+// rcvBufBytes is the receive buffer asked for each socket: the kernel
+// accounts about 1 KiB per queued frame, so it holds some 8,000 frames,
+// nearly a second of a saturated 1 Mbit/s bus.
+const rcvBufBytes = 8 << 20
+
 // dialPort opens and binds a raw CAN socket on ifname, with error frames
 // enabled and, for fd, CAN FD frames.
 func (p *Plugin) dialPort(dev, ifname string, fd bool, deliver canplugin.Deliver) (*port, error) {
@@ -43,6 +48,12 @@ func (p *Plugin) dialPort(dev, ifname string, fd bool, deliver canplugin.Deliver
 	}
 	if err := unix.SetsockoptInt(s, unix.SOL_CAN_RAW, unix.CAN_RAW_ERR_FILTER, unix.CAN_ERR_MASK); err != nil {
 		return fail("enable error frames", err)
+	}
+	// The kernel drops, silently, what does not fit the socket's receive
+	// buffer: make it hold a burst of a busy bus. FORCE passes the
+	// net.core.rmem_max cap where the plugin has CAP_NET_ADMIN.
+	if unix.SetsockoptInt(s, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, rcvBufBytes) != nil {
+		unix.SetsockoptInt(s, unix.SOL_SOCKET, unix.SO_RCVBUF, rcvBufBytes)
 	}
 	if fd {
 		if err := unix.SetsockoptInt(s, unix.SOL_CAN_RAW, unix.CAN_RAW_FD_FRAMES, 1); err != nil {
