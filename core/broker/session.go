@@ -1,0 +1,219 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"github.com/berth-io/berth/devices/can"
+)
+
+// session is one container's grant on one device, as a can.Bus.
+type session struct {
+	d         *device
+	container string
+	grant     Grant
+	hub       *can.Hub
+	limiter   *bucket // nil: unlimited
+
+	closeOnce sync.Once
+	done      chan struct{} // closed by Close
+
+	delivered, sent, refused, rateLimited atomic.Uint64
+}
+
+func newSession(d *device, container string, g Grant) *session {
+	s := &session{d: d, container: container, grant: g, hub: can.NewHub(d.b.cfg.depth), done: make(chan struct{})}
+	if !g.SendRate.Unlimited() {
+		s.limiter = newBucket(g.SendRate, d.b.cfg.clock)
+	}
+	return s
+}
+
+// wants reports whether the session's grant selects f; fd says whether
+// the device runs CAN FD.
+func (s *session) wants(f can.Frame, fd bool) bool {
+	switch {
+	case f.Error:
+		return s.grant.ErrorFrames
+	case f.FD && !(fd && s.grant.FD):
+		return false
+	}
+	return s.grant.Receive.Match(f.ID, f.Extended)
+}
+
+func (s *session) closed() bool {
+	select {
+	case <-s.done:
+		return true
+	default:
+		return false
+	}
+}
+
+func (s *session) errClosed(op string) error {
+	return fmt.Errorf("%s: container %s: grant %q: session %w", op, s.container, s.grant.Name, can.ErrClosed)
+}
+
+// Mode is CAN FD when the grant allows FD and the device runs it, else
+// classical.
+func (s *session) Mode() can.Mode {
+	if s.grant.FD && s.d.getMode() == can.FD {
+		return can.FD
+	}
+	return can.Classical
+}
+
+// Receive starts a stream of the frames the grant's receive filter
+// selects, from the plugin and from the device's other sessions, in bus
+// order. While the device's plugin is down the stream pauses; it does not
+// end. It ends with ctx's error, or can.ErrClosed once the session is
+// closed (after the frames already queued). A stream whose reader falls
+// behind by more than the broker's depth loses the newest frames, counted
+// in Counters().Drops; no other stream or session notices.
+func (s *session) Receive(ctx context.Context) (can.Stream, error) {
+	if s.closed() {
+		return nil, s.errClosed("receive")
+	}
+	st, err := s.hub.Receive(ctx)
+	if err != nil {
+		return nil, s.errClosed("receive")
+	}
+	return &stream{Stream: st, s: s}, nil
+}
+
+type stream struct {
+	can.Stream
+	s *session
+}
+
+func (st *stream) Recv() ([]can.Frame, error) {
+	fs, err := st.Stream.Recv()
+	st.s.delivered.Add(uint64(len(fs)))
+	return fs, err
+}
+
+// Send checks f against the grant and sends it on the device's plugin
+// bus. It refuses, without sending:
+//   - a malformed frame, with the can.ErrInvalidFrame error Validate gives
+//     for the session's mode, and a CAN FD frame from a grant without FD
+//     on an FD bus, with a [*DeniedError] wrapping can.ErrFDOnClassicalBus;
+//   - an ID outside the grant's send list, with a [*DeniedError] wrapping
+//     [ErrPermissionDenied];
+//   - any frame while the device's plugin is down, with an error wrapping
+//     [ErrUnavailable].
+//
+// Over the grant's send rate Send blocks until the token bucket has a
+// token, in arrival order; when ctx ends first (or its deadline is too
+// near for the wait) it fails with a [*DeniedError] wrapping
+// [ErrRateLimited] and ctx's error. Each session has its own bucket, so a
+// flooding session waits on itself and not on others. A frame sent is
+// received by the device's other sessions whose grants select it.
+func (s *session) Send(ctx context.Context, f can.Frame) error {
+	if s.closed() {
+		return s.errClosed(fmt.Sprintf("send %s", f))
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("send %s: %w", f, err)
+	}
+	if f.FD && !s.grant.FD && s.d.getMode() == can.FD {
+		s.refused.Add(1)
+		return &DeniedError{Container: s.container, Grant: s.grant.Name, Err: can.ErrFDOnClassicalBus,
+			Reason: fmt.Sprintf("does not allow CAN FD frames (sending %s): add fd = true to it", f)}
+	}
+	if err := f.Validate(s.Mode()); err != nil {
+		s.refused.Add(1)
+		return fmt.Errorf("send %s: container %s: grant %q: %w", f, s.container, s.grant.Name, err)
+	}
+	if !s.grant.Send.Match(f.ID, f.Extended) {
+		s.refused.Add(1)
+		return &DeniedError{Container: s.container, Grant: s.grant.Name, Err: ErrPermissionDenied,
+			Reason: fmt.Sprintf("does not allow sending %s: its send list is %s", formatID(f.ID, f.Extended), s.grant.Send)}
+	}
+	if _, err := s.d.current(); err != nil {
+		return fmt.Errorf("send %s: container %s: grant %q: %w", f, s.container, s.grant.Name, err)
+	}
+	if s.limiter != nil {
+		if err := s.limiter.wait(ctx, s.done); err != nil {
+			if errors.Is(err, can.ErrClosed) {
+				return s.errClosed(fmt.Sprintf("send %s", f))
+			}
+			s.rateLimited.Add(1)
+			return &DeniedError{Container: s.container, Grant: s.grant.Name, Err: ErrRateLimited, Cause: err,
+				Reason: fmt.Sprintf("allows %s: sending %s gave up waiting for the rate: %v", s.grant.SendRate, f, err)}
+		}
+	}
+	select {
+	case s.d.sendSem <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("send %s: %w", f, ctx.Err())
+	case <-s.done:
+		return s.errClosed(fmt.Sprintf("send %s", f))
+	}
+	defer func() { <-s.d.sendSem }()
+	bus, err := s.d.current()
+	if err == nil {
+		err = s.d.failed(bus, bus.Send(ctx, f))
+	}
+	if err != nil {
+		return fmt.Errorf("send %s: container %s: grant %q: %w", f, s.container, s.grant.Name, err)
+	}
+	s.sent.Add(1)
+	s.d.echo(s, f)
+	return nil
+}
+
+// State returns the device's controller state from its plugin; while the
+// plugin is down it fails with an error wrapping [ErrUnavailable].
+func (s *session) State(ctx context.Context) (can.State, error) {
+	if s.closed() {
+		return can.StateUnknown, s.errClosed("state")
+	}
+	bus, err := s.d.current()
+	if err == nil {
+		var st can.State
+		if st, err = bus.State(ctx); err == nil {
+			return st, nil
+		}
+		err = s.d.failed(bus, err)
+	}
+	return can.StateUnknown, fmt.Errorf("state: container %s: grant %q: %w", s.container, s.grant.Name, err)
+}
+
+// Counters returns the session's own counts, kept by the broker (they
+// survive plugin restarts): RxFrames are frames its filter selected,
+// Errors the error frames among them, Drops those its streams lost, and
+// TxFrames frames it sent.
+func (s *session) Counters(context.Context) (can.Counters, error) {
+	if s.closed() {
+		return can.Counters{}, s.errClosed("counters")
+	}
+	c := s.hub.Counters()
+	c.TxFrames = s.sent.Load()
+	return c, nil
+}
+
+// Close ends the session's streams with can.ErrClosed and leaves the
+// device and other sessions running; the last session on a device closes
+// the plugin bus. Safe to call twice.
+func (s *session) Close() error {
+	s.closeOnce.Do(func() {
+		close(s.done)
+		s.d.remove(s)
+		s.hub.Close()
+		s.d.b.cfg.log.Debug("broker session closed", "device", s.d.name, "container", s.container, "grant", s.grant.Name)
+		s.d.b.release(s.d)
+	})
+	return nil
+}
+
+func (s *session) stats() SessionStats {
+	c := s.hub.Counters()
+	return SessionStats{
+		Container: s.container, Grant: s.grant.Name,
+		Received: c.RxFrames, Delivered: s.delivered.Load(), Dropped: c.Drops,
+		Sent: s.sent.Load(), Refused: s.refused.Load(), RateLimited: s.rateLimited.Load(),
+	}
+}
