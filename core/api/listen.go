@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 )
@@ -109,4 +110,13 @@ func (l *unixListener) Close() error {
 		}
 	})
 	return l.close
+}
+
+// CANSocket returns the operator CAN socket that belongs to the API socket
+// apiSocket: "/run/berth/berthd.sock" gives "/run/berth/berthd-can.sock".
+// berthd serves the canwire protocol there with the API socket's owner and
+// mode; a session opened on it names a board CAN device (not a grant) and may
+// receive and send every ID on it. `berth can` uses it.
+func CANSocket(apiSocket string) string {
+	return strings.TrimSuffix(apiSocket, ".sock") + "-can.sock"
 }
