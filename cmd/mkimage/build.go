@@ -62,6 +62,9 @@ var specs = []spec{
 	{name: "dashboard", ref: "berth.local/dashboard:1", app: true, config: v1.Config{
 		Entrypoint: []string{"/bin/dashboard"}, Cmd: []string{"-db", "kvdb:7000"},
 	}},
+	{name: "cantool", ref: "berth.local/cantool:1", app: true, config: v1.Config{
+		Entrypoint: []string{"/bin/cantool"},
+	}},
 }
 
 // result is one archive written.
@@ -97,7 +100,7 @@ func build(ctx context.Context, out string, names []string) ([]result, error) {
 	for _, n := range names {
 		i := slices.IndexFunc(specs, func(s spec) bool { return s.name == n })
 		if i < 0 {
-			return nil, fmt.Errorf("unknown image %q (have busybox, base-config, kvdb, sensor, dashboard)", n)
+			return nil, fmt.Errorf("unknown image %q (have busybox, base-config, kvdb, sensor, dashboard, cantool)", n)
 		}
 		todo = append(todo, specs[i])
 	}

@@ -1,6 +1,6 @@
 // Command mkimage builds berth's demo and test images from source as OCI
 // archives, reproducibly: busybox (from Debian's busybox-static), a
-// base-config image, and the kvdb, sensor and dashboard programs under
+// base-config image, and the kvdb, sensor, dashboard and cantool programs under
 // testdata/images. No binary file is committed to the repository.
 //
 //	go run ./cmd/mkimage -o DIR [-only busybox,kvdb]

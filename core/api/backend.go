@@ -46,6 +46,8 @@ type Backend interface {
 	ImportImage(ctx context.Context, path string) ([]Image, error)
 	RemoveImage(ctx context.Context, ref string) error
 	Version(ctx context.Context) (VersionInfo, error)
+	// Devices lists the board's devices (`berth devices`).
+	Devices(ctx context.Context) (Devices, error)
 }
 
 // ApplyRequest carries a playbook from the CLI: its file name (for
@@ -132,6 +134,43 @@ type Image struct {
 type VersionInfo struct {
 	Version string
 	Runtime string // the OCI runtime berthd chose, e.g. "runc 1.1.5"
+}
+
+// Devices is the board berthd runs and its devices.
+type Devices struct {
+	// Board is the board's name; empty when berthd runs without a board
+	// file (--board), and then Devices is empty too.
+	Board   string
+	Devices []Device
+}
+
+// Device is one board device: its plugin's view and the broker's.
+type Device struct {
+	Name, Class, Plugin string
+	// ID is the device's ID in its plugin ("vcan0").
+	ID string
+	// Available is whether its plugin runs; Health is "healthy",
+	// "unhealthy" or "unknown", with Reason when not healthy.
+	Available      bool
+	Health, Reason string
+	// Restarts counts the plugin's restarts after a crash.
+	Restarts   int
+	Attributes map[string]string
+	// Counters are the plugin's counters (rx_frames, tx_frames, errors,
+	// drops for CAN).
+	Counters map[string]uint64
+	// Sessions are the containers' open sessions on the device.
+	Sessions []DeviceSession
+}
+
+// DeviceSession is one container grant's session on a device, with its
+// traffic: Received frames its filter selected, Delivered to the container,
+// Dropped because it read too slowly; Sent, Refused by the grant, and
+// RateLimited.
+type DeviceSession struct {
+	Container, Grant             string
+	Received, Delivered, Dropped uint64
+	Sent, Refused, RateLimited   uint64
 }
 
 // DiagnosticsError carries playbook problems across the API so the CLI can

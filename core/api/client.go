@@ -312,3 +312,12 @@ func (c *Client) Version(ctx context.Context) (VersionInfo, error) {
 	}
 	return VersionInfo{Version: resp.GetVersion(), Runtime: resp.GetRuntime()}, nil
 }
+
+// Devices returns the board berthd runs and its devices.
+func (c *Client) Devices(ctx context.Context) (Devices, error) {
+	resp, err := c.rpc.Devices(ctx, &apiv1.DevicesRequest{})
+	if err != nil {
+		return Devices{}, c.fromStatus(err)
+	}
+	return devicesFromProto(resp), nil
+}

@@ -182,3 +182,43 @@ func rangeFromProto(r *apiv1.Range) *hcl.Range {
 	}
 	return &hcl.Range{Filename: r.GetFilename(), Start: pos(r.GetStart()), End: pos(r.GetEnd())}
 }
+
+func devicesToProto(ds Devices) *apiv1.DevicesResponse {
+	out := &apiv1.DevicesResponse{HasBoard: ds.Board != "", Board: ds.Board}
+	for _, d := range ds.Devices {
+		pd := &apiv1.Device{
+			Name: d.Name, Class: d.Class, Plugin: d.Plugin, Id: d.ID,
+			Available: d.Available, Health: d.Health, Reason: d.Reason, Restarts: int32(d.Restarts),
+			Attributes: d.Attributes, Counters: d.Counters,
+		}
+		for _, s := range d.Sessions {
+			pd.Sessions = append(pd.Sessions, &apiv1.DeviceSession{
+				Container: s.Container, Grant: s.Grant,
+				Received: s.Received, Delivered: s.Delivered, Dropped: s.Dropped,
+				Sent: s.Sent, Refused: s.Refused, RateLimited: s.RateLimited,
+			})
+		}
+		out.Devices = append(out.Devices, pd)
+	}
+	return out
+}
+
+func devicesFromProto(r *apiv1.DevicesResponse) Devices {
+	out := Devices{Board: r.GetBoard()}
+	for _, d := range r.GetDevices() {
+		dev := Device{
+			Name: d.GetName(), Class: d.GetClass(), Plugin: d.GetPlugin(), ID: d.GetId(),
+			Available: d.GetAvailable(), Health: d.GetHealth(), Reason: d.GetReason(), Restarts: int(d.GetRestarts()),
+			Attributes: d.GetAttributes(), Counters: d.GetCounters(),
+		}
+		for _, s := range d.GetSessions() {
+			dev.Sessions = append(dev.Sessions, DeviceSession{
+				Container: s.GetContainer(), Grant: s.GetGrant(),
+				Received: s.GetReceived(), Delivered: s.GetDelivered(), Dropped: s.GetDropped(),
+				Sent: s.GetSent(), Refused: s.GetRefused(), RateLimited: s.GetRateLimited(),
+			})
+		}
+		out.Devices = append(out.Devices, dev)
+	}
+	return out
+}

@@ -28,6 +28,16 @@ const DefaultSocket = "/run/berth/berthd.sock"
 //
 // Closing the returned listener removes the socket file.
 func Listen(socketPath string, mode os.FileMode, gid int) (net.Listener, error) {
+	return listen("unix", socketPath, mode, gid)
+}
+
+// ListenPacket is Listen for a SOCK_SEQPACKET socket ("unixpacket"), such as
+// the CAN device sockets berthd serves with canwire.
+func ListenPacket(socketPath string, mode os.FileMode, gid int) (net.Listener, error) {
+	return listen("unixpacket", socketPath, mode, gid)
+}
+
+func listen(network, socketPath string, mode os.FileMode, gid int) (net.Listener, error) {
 	if mode == 0 {
 		mode = 0o600
 	}
@@ -35,7 +45,7 @@ func Listen(socketPath string, mode os.FileMode, gid int) (net.Listener, error) 
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("listen %s: %w", socketPath, err)
 	}
-	if err := clearStaleSocket(socketPath); err != nil {
+	if err := clearStaleSocket(network, socketPath); err != nil {
 		return nil, fmt.Errorf("listen %s: %w", socketPath, err)
 	}
 
@@ -46,7 +56,7 @@ func Listen(socketPath string, mode os.FileMode, gid int) (net.Listener, error) 
 	defer os.RemoveAll(tmpDir)
 	tmpPath := filepath.Join(tmpDir, "s")
 
-	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: tmpPath, Net: "unix"})
+	l, err := net.ListenUnix(network, &net.UnixAddr{Name: tmpPath, Net: network})
 	if err != nil {
 		return nil, fmt.Errorf("listen %s: %w", socketPath, err)
 	}
@@ -71,7 +81,7 @@ func Listen(socketPath string, mode os.FileMode, gid int) (net.Listener, error) 
 }
 
 // clearStaleSocket removes a socket file nobody answers on.
-func clearStaleSocket(path string) error {
+func clearStaleSocket(network, path string) error {
 	fi, err := os.Lstat(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
@@ -82,7 +92,7 @@ func clearStaleSocket(path string) error {
 	if fi.Mode().Type() != fs.ModeSocket {
 		return fmt.Errorf("%s exists and is not a socket: %w", path, ErrAlreadyExists)
 	}
-	c, err := net.DialTimeout("unix", path, time.Second)
+	c, err := net.DialTimeout(network, path, time.Second)
 	if err == nil {
 		c.Close()
 		return fmt.Errorf("another server answers on %s: %w", path, ErrAlreadyExists)

@@ -334,3 +334,11 @@ func (s *server) Version(ctx context.Context, _ *apiv1.VersionRequest) (*apiv1.V
 	}
 	return &apiv1.VersionResponse{Version: v.Version, Runtime: v.Runtime}, nil
 }
+
+func (s *server) Devices(ctx context.Context, _ *apiv1.DevicesRequest) (*apiv1.DevicesResponse, error) {
+	ds, err := s.b.Devices(ctx)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return devicesToProto(ds), nil
+}

@@ -64,6 +64,7 @@ func newRootCommand(e *env) *cobra.Command {
 		newLogsCommand(e),
 		newExecCommand(e),
 		newImagesCommand(e, "images"),
+		newDevicesCommand(e),
 		image,
 		newVersionCommand(e),
 	)

@@ -13,9 +13,12 @@ import (
 	"github.com/berth-io/berth/core/fsutil"
 )
 
-// DeviceSocketPath is where the optional device socket is bind-mounted
-// inside every container.
-const DeviceSocketPath = "/run/berth/device.sock"
+// DeviceDirPath is where the optional device directory is bind-mounted
+// (read-only) inside a container; the container's device socket is
+// device.sock in it (canwire.DefaultSocket). A directory rather than the
+// socket file itself, so that a berthd restarted after a crash can bind a
+// new socket in it that the running container then reaches.
+const DeviceDirPath = "/run/berth"
 
 // DefaultPath is the PATH a container gets when its environment sets none.
 const DefaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -137,9 +140,9 @@ type SpecOptions struct {
 	ResolvConf   string
 	Hosts        string
 	HostnameFile string
-	// DeviceSocket is an optional host path of the container's device
-	// socket, bind-mounted at DeviceSocketPath.
-	DeviceSocket string
+	// DeviceDir is an optional host directory holding the container's
+	// device socket, bind-mounted read-only at DeviceDirPath.
+	DeviceDir string
 
 	// Annotations are copied into the spec.
 	Annotations map[string]string
@@ -227,7 +230,7 @@ func (o SpecOptions) check() error {
 			return fmt.Errorf("%w: tmpfs %q: path must be absolute", ErrInvalidSpec, m.Destination)
 		}
 	}
-	for _, f := range []string{o.ResolvConf, o.Hosts, o.HostnameFile, o.DeviceSocket} {
+	for _, f := range []string{o.ResolvConf, o.Hosts, o.HostnameFile, o.DeviceDir} {
 		if f != "" && !filepath.IsAbs(f) {
 			return fmt.Errorf("%w: host file %q is not absolute", ErrInvalidSpec, f)
 		}
@@ -320,15 +323,12 @@ func baseMounts(o SpecOptions) []specs.Mount {
 		{o.ResolvConf, "/etc/resolv.conf"},
 		{o.Hosts, "/etc/hosts"},
 		{o.HostnameFile, "/etc/hostname"},
-		{o.DeviceSocket, DeviceSocketPath},
+		{o.DeviceDir, DeviceDirPath},
 	} {
 		if f.src == "" {
 			continue
 		}
-		opts := []string{"bind", "nosuid", "nodev", "noexec"}
-		if f.dst != DeviceSocketPath {
-			opts = append(opts, "ro")
-		}
+		opts := []string{"bind", "ro", "nosuid", "nodev", "noexec"}
 		ms = append(ms, specs.Mount{Destination: f.dst, Type: "bind", Source: f.src, Options: opts})
 	}
 	return ms

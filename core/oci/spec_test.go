@@ -160,7 +160,7 @@ func TestSpecOptions(t *testing.T) {
 			o.Mounts = []Mount{{Source: "/var/lib/berth/v/db", Destination: "/data"}, {Source: "/etc/ssl", Destination: "/etc/ssl", ReadOnly: true}}
 			o.Tmpfs = []Tmpfs{{Destination: "/run", SizeBytes: 1 << 20, Mode: 0o755}}
 			o.ResolvConf, o.Hosts, o.HostnameFile = "/r/resolv.conf", "/r/hosts", "/r/hostname"
-			o.DeviceSocket = "/run/berth/sock/c.sock"
+			o.DeviceDir = "/run/berth/devices/s/c"
 		}, func(t *testing.T, s *specs.Spec) {
 			if m := mountOf(s, "/data"); m == nil || m.Source != "/var/lib/berth/v/db" || !slices.Contains(m.Options, "rw") {
 				t.Errorf("/data = %+v", m)
@@ -171,7 +171,7 @@ func TestSpecOptions(t *testing.T) {
 			if m := mountOf(s, "/run"); m == nil || !slices.Contains(m.Options, "size=1048576") || !slices.Contains(m.Options, "mode=755") {
 				t.Errorf("/run = %+v", m)
 			}
-			for dst, src := range map[string]string{"/etc/resolv.conf": "/r/resolv.conf", "/etc/hosts": "/r/hosts", "/etc/hostname": "/r/hostname", DeviceSocketPath: "/run/berth/sock/c.sock"} {
+			for dst, src := range map[string]string{"/etc/resolv.conf": "/r/resolv.conf", "/etc/hosts": "/r/hosts", "/etc/hostname": "/r/hostname", DeviceDirPath: "/run/berth/devices/s/c"} {
 				if m := mountOf(s, dst); m == nil || m.Source != src || m.Type != "bind" {
 					t.Errorf("%s = %+v", dst, m)
 				}

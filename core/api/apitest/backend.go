@@ -26,6 +26,7 @@ type Backend struct {
 	ImportImageFn func(ctx context.Context, path string) ([]api.Image, error)
 	RemoveImageFn func(ctx context.Context, ref string) error
 	VersionFn     func(ctx context.Context) (api.VersionInfo, error)
+	DevicesFn     func(ctx context.Context) (api.Devices, error)
 }
 
 var _ api.Backend = (*Backend)(nil)
@@ -116,4 +117,11 @@ func (b *Backend) Version(ctx context.Context) (api.VersionInfo, error) {
 		return api.VersionInfo{}, unsupported("Version")
 	}
 	return b.VersionFn(ctx)
+}
+
+func (b *Backend) Devices(ctx context.Context) (api.Devices, error) {
+	if b.DevicesFn == nil {
+		return api.Devices{}, unsupported("Devices")
+	}
+	return b.DevicesFn(ctx)
 }

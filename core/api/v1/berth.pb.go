@@ -74,7 +74,7 @@ func (x Diagnostic_Severity) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Diagnostic_Severity.Descriptor instead.
 func (Diagnostic_Severity) EnumDescriptor() ([]byte, []int) {
-	return file_v1_berth_proto_rawDescGZIP(), []int{29, 0}
+	return file_v1_berth_proto_rawDescGZIP(), []int{33, 0}
 }
 
 type ApplyRequest struct {
@@ -1559,6 +1559,327 @@ func (*RemoveImageResponse) Descriptor() ([]byte, []int) {
 	return file_v1_berth_proto_rawDescGZIP(), []int{25}
 }
 
+type DevicesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DevicesRequest) Reset() {
+	*x = DevicesRequest{}
+	mi := &file_v1_berth_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DevicesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DevicesRequest) ProtoMessage() {}
+
+func (x *DevicesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_berth_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DevicesRequest.ProtoReflect.Descriptor instead.
+func (*DevicesRequest) Descriptor() ([]byte, []int) {
+	return file_v1_berth_proto_rawDescGZIP(), []int{26}
+}
+
+type DevicesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// False when berthd runs without a board file (--board).
+	HasBoard      bool      `protobuf:"varint,1,opt,name=has_board,json=hasBoard,proto3" json:"has_board,omitempty"`
+	Board         string    `protobuf:"bytes,2,opt,name=board,proto3" json:"board,omitempty"`
+	Devices       []*Device `protobuf:"bytes,3,rep,name=devices,proto3" json:"devices,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DevicesResponse) Reset() {
+	*x = DevicesResponse{}
+	mi := &file_v1_berth_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DevicesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DevicesResponse) ProtoMessage() {}
+
+func (x *DevicesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_berth_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DevicesResponse.ProtoReflect.Descriptor instead.
+func (*DevicesResponse) Descriptor() ([]byte, []int) {
+	return file_v1_berth_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *DevicesResponse) GetHasBoard() bool {
+	if x != nil {
+		return x.HasBoard
+	}
+	return false
+}
+
+func (x *DevicesResponse) GetBoard() string {
+	if x != nil {
+		return x.Board
+	}
+	return ""
+}
+
+func (x *DevicesResponse) GetDevices() []*Device {
+	if x != nil {
+		return x.Devices
+	}
+	return nil
+}
+
+type Device struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Class         string                 `protobuf:"bytes,2,opt,name=class,proto3" json:"class,omitempty"`
+	Plugin        string                 `protobuf:"bytes,3,opt,name=plugin,proto3" json:"plugin,omitempty"`
+	Id            string                 `protobuf:"bytes,4,opt,name=id,proto3" json:"id,omitempty"`
+	Available     bool                   `protobuf:"varint,5,opt,name=available,proto3" json:"available,omitempty"`
+	Health        string                 `protobuf:"bytes,6,opt,name=health,proto3" json:"health,omitempty"`
+	Reason        string                 `protobuf:"bytes,7,opt,name=reason,proto3" json:"reason,omitempty"`
+	Restarts      int32                  `protobuf:"varint,8,opt,name=restarts,proto3" json:"restarts,omitempty"`
+	Attributes    map[string]string      `protobuf:"bytes,9,rep,name=attributes,proto3" json:"attributes,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Counters      map[string]uint64      `protobuf:"bytes,10,rep,name=counters,proto3" json:"counters,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	Sessions      []*DeviceSession       `protobuf:"bytes,11,rep,name=sessions,proto3" json:"sessions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Device) Reset() {
+	*x = Device{}
+	mi := &file_v1_berth_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Device) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Device) ProtoMessage() {}
+
+func (x *Device) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_berth_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Device.ProtoReflect.Descriptor instead.
+func (*Device) Descriptor() ([]byte, []int) {
+	return file_v1_berth_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *Device) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Device) GetClass() string {
+	if x != nil {
+		return x.Class
+	}
+	return ""
+}
+
+func (x *Device) GetPlugin() string {
+	if x != nil {
+		return x.Plugin
+	}
+	return ""
+}
+
+func (x *Device) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Device) GetAvailable() bool {
+	if x != nil {
+		return x.Available
+	}
+	return false
+}
+
+func (x *Device) GetHealth() string {
+	if x != nil {
+		return x.Health
+	}
+	return ""
+}
+
+func (x *Device) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *Device) GetRestarts() int32 {
+	if x != nil {
+		return x.Restarts
+	}
+	return 0
+}
+
+func (x *Device) GetAttributes() map[string]string {
+	if x != nil {
+		return x.Attributes
+	}
+	return nil
+}
+
+func (x *Device) GetCounters() map[string]uint64 {
+	if x != nil {
+		return x.Counters
+	}
+	return nil
+}
+
+func (x *Device) GetSessions() []*DeviceSession {
+	if x != nil {
+		return x.Sessions
+	}
+	return nil
+}
+
+type DeviceSession struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Container     string                 `protobuf:"bytes,1,opt,name=container,proto3" json:"container,omitempty"`
+	Grant         string                 `protobuf:"bytes,2,opt,name=grant,proto3" json:"grant,omitempty"`
+	Received      uint64                 `protobuf:"varint,3,opt,name=received,proto3" json:"received,omitempty"`
+	Delivered     uint64                 `protobuf:"varint,4,opt,name=delivered,proto3" json:"delivered,omitempty"`
+	Dropped       uint64                 `protobuf:"varint,5,opt,name=dropped,proto3" json:"dropped,omitempty"`
+	Sent          uint64                 `protobuf:"varint,6,opt,name=sent,proto3" json:"sent,omitempty"`
+	Refused       uint64                 `protobuf:"varint,7,opt,name=refused,proto3" json:"refused,omitempty"`
+	RateLimited   uint64                 `protobuf:"varint,8,opt,name=rate_limited,json=rateLimited,proto3" json:"rate_limited,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeviceSession) Reset() {
+	*x = DeviceSession{}
+	mi := &file_v1_berth_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeviceSession) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeviceSession) ProtoMessage() {}
+
+func (x *DeviceSession) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_berth_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeviceSession.ProtoReflect.Descriptor instead.
+func (*DeviceSession) Descriptor() ([]byte, []int) {
+	return file_v1_berth_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *DeviceSession) GetContainer() string {
+	if x != nil {
+		return x.Container
+	}
+	return ""
+}
+
+func (x *DeviceSession) GetGrant() string {
+	if x != nil {
+		return x.Grant
+	}
+	return ""
+}
+
+func (x *DeviceSession) GetReceived() uint64 {
+	if x != nil {
+		return x.Received
+	}
+	return 0
+}
+
+func (x *DeviceSession) GetDelivered() uint64 {
+	if x != nil {
+		return x.Delivered
+	}
+	return 0
+}
+
+func (x *DeviceSession) GetDropped() uint64 {
+	if x != nil {
+		return x.Dropped
+	}
+	return 0
+}
+
+func (x *DeviceSession) GetSent() uint64 {
+	if x != nil {
+		return x.Sent
+	}
+	return 0
+}
+
+func (x *DeviceSession) GetRefused() uint64 {
+	if x != nil {
+		return x.Refused
+	}
+	return 0
+}
+
+func (x *DeviceSession) GetRateLimited() uint64 {
+	if x != nil {
+		return x.RateLimited
+	}
+	return 0
+}
+
 type VersionRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -1567,7 +1888,7 @@ type VersionRequest struct {
 
 func (x *VersionRequest) Reset() {
 	*x = VersionRequest{}
-	mi := &file_v1_berth_proto_msgTypes[26]
+	mi := &file_v1_berth_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1579,7 +1900,7 @@ func (x *VersionRequest) String() string {
 func (*VersionRequest) ProtoMessage() {}
 
 func (x *VersionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_berth_proto_msgTypes[26]
+	mi := &file_v1_berth_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1592,7 +1913,7 @@ func (x *VersionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VersionRequest.ProtoReflect.Descriptor instead.
 func (*VersionRequest) Descriptor() ([]byte, []int) {
-	return file_v1_berth_proto_rawDescGZIP(), []int{26}
+	return file_v1_berth_proto_rawDescGZIP(), []int{30}
 }
 
 type VersionResponse struct {
@@ -1605,7 +1926,7 @@ type VersionResponse struct {
 
 func (x *VersionResponse) Reset() {
 	*x = VersionResponse{}
-	mi := &file_v1_berth_proto_msgTypes[27]
+	mi := &file_v1_berth_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1617,7 +1938,7 @@ func (x *VersionResponse) String() string {
 func (*VersionResponse) ProtoMessage() {}
 
 func (x *VersionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_berth_proto_msgTypes[27]
+	mi := &file_v1_berth_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1630,7 +1951,7 @@ func (x *VersionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VersionResponse.ProtoReflect.Descriptor instead.
 func (*VersionResponse) Descriptor() ([]byte, []int) {
-	return file_v1_berth_proto_rawDescGZIP(), []int{27}
+	return file_v1_berth_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *VersionResponse) GetVersion() string {
@@ -1658,7 +1979,7 @@ type Diagnostics struct {
 
 func (x *Diagnostics) Reset() {
 	*x = Diagnostics{}
-	mi := &file_v1_berth_proto_msgTypes[28]
+	mi := &file_v1_berth_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1670,7 +1991,7 @@ func (x *Diagnostics) String() string {
 func (*Diagnostics) ProtoMessage() {}
 
 func (x *Diagnostics) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_berth_proto_msgTypes[28]
+	mi := &file_v1_berth_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1683,7 +2004,7 @@ func (x *Diagnostics) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Diagnostics.ProtoReflect.Descriptor instead.
 func (*Diagnostics) Descriptor() ([]byte, []int) {
-	return file_v1_berth_proto_rawDescGZIP(), []int{28}
+	return file_v1_berth_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *Diagnostics) GetDiagnostics() []*Diagnostic {
@@ -1707,7 +2028,7 @@ type Diagnostic struct {
 
 func (x *Diagnostic) Reset() {
 	*x = Diagnostic{}
-	mi := &file_v1_berth_proto_msgTypes[29]
+	mi := &file_v1_berth_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1719,7 +2040,7 @@ func (x *Diagnostic) String() string {
 func (*Diagnostic) ProtoMessage() {}
 
 func (x *Diagnostic) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_berth_proto_msgTypes[29]
+	mi := &file_v1_berth_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1732,7 +2053,7 @@ func (x *Diagnostic) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Diagnostic.ProtoReflect.Descriptor instead.
 func (*Diagnostic) Descriptor() ([]byte, []int) {
-	return file_v1_berth_proto_rawDescGZIP(), []int{29}
+	return file_v1_berth_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *Diagnostic) GetSeverity() Diagnostic_Severity {
@@ -1781,7 +2102,7 @@ type Range struct {
 
 func (x *Range) Reset() {
 	*x = Range{}
-	mi := &file_v1_berth_proto_msgTypes[30]
+	mi := &file_v1_berth_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1793,7 +2114,7 @@ func (x *Range) String() string {
 func (*Range) ProtoMessage() {}
 
 func (x *Range) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_berth_proto_msgTypes[30]
+	mi := &file_v1_berth_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1806,7 +2127,7 @@ func (x *Range) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Range.ProtoReflect.Descriptor instead.
 func (*Range) Descriptor() ([]byte, []int) {
-	return file_v1_berth_proto_rawDescGZIP(), []int{30}
+	return file_v1_berth_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *Range) GetFilename() string {
@@ -1841,7 +2162,7 @@ type Pos struct {
 
 func (x *Pos) Reset() {
 	*x = Pos{}
-	mi := &file_v1_berth_proto_msgTypes[31]
+	mi := &file_v1_berth_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1853,7 +2174,7 @@ func (x *Pos) String() string {
 func (*Pos) ProtoMessage() {}
 
 func (x *Pos) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_berth_proto_msgTypes[31]
+	mi := &file_v1_berth_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1866,7 +2187,7 @@ func (x *Pos) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Pos.ProtoReflect.Descriptor instead.
 func (*Pos) Descriptor() ([]byte, []int) {
-	return file_v1_berth_proto_rawDescGZIP(), []int{31}
+	return file_v1_berth_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *Pos) GetLine() int64 {
@@ -1991,6 +2312,41 @@ const file_v1_berth_proto_rawDesc = "" +
 	"\x12RemoveImageRequest\x12\x10\n" +
 	"\x03ref\x18\x01 \x01(\tR\x03ref\"\x15\n" +
 	"\x13RemoveImageResponse\"\x10\n" +
+	"\x0eDevicesRequest\"t\n" +
+	"\x0fDevicesResponse\x12\x1b\n" +
+	"\thas_board\x18\x01 \x01(\bR\bhasBoard\x12\x14\n" +
+	"\x05board\x18\x02 \x01(\tR\x05board\x12.\n" +
+	"\adevices\x18\x03 \x03(\v2\x14.berth.api.v1.DeviceR\adevices\"\xff\x03\n" +
+	"\x06Device\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05class\x18\x02 \x01(\tR\x05class\x12\x16\n" +
+	"\x06plugin\x18\x03 \x01(\tR\x06plugin\x12\x0e\n" +
+	"\x02id\x18\x04 \x01(\tR\x02id\x12\x1c\n" +
+	"\tavailable\x18\x05 \x01(\bR\tavailable\x12\x16\n" +
+	"\x06health\x18\x06 \x01(\tR\x06health\x12\x16\n" +
+	"\x06reason\x18\a \x01(\tR\x06reason\x12\x1a\n" +
+	"\brestarts\x18\b \x01(\x05R\brestarts\x12D\n" +
+	"\n" +
+	"attributes\x18\t \x03(\v2$.berth.api.v1.Device.AttributesEntryR\n" +
+	"attributes\x12>\n" +
+	"\bcounters\x18\n" +
+	" \x03(\v2\".berth.api.v1.Device.CountersEntryR\bcounters\x127\n" +
+	"\bsessions\x18\v \x03(\v2\x1b.berth.api.v1.DeviceSessionR\bsessions\x1a=\n" +
+	"\x0fAttributesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a;\n" +
+	"\rCountersEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"\xe8\x01\n" +
+	"\rDeviceSession\x12\x1c\n" +
+	"\tcontainer\x18\x01 \x01(\tR\tcontainer\x12\x14\n" +
+	"\x05grant\x18\x02 \x01(\tR\x05grant\x12\x1a\n" +
+	"\breceived\x18\x03 \x01(\x04R\breceived\x12\x1c\n" +
+	"\tdelivered\x18\x04 \x01(\x04R\tdelivered\x12\x18\n" +
+	"\adropped\x18\x05 \x01(\x04R\adropped\x12\x12\n" +
+	"\x04sent\x18\x06 \x01(\x04R\x04sent\x12\x18\n" +
+	"\arefused\x18\a \x01(\x04R\arefused\x12!\n" +
+	"\frate_limited\x18\b \x01(\x04R\vrateLimited\"\x10\n" +
 	"\x0eVersionRequest\"E\n" +
 	"\x0fVersionResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x12\x18\n" +
@@ -2015,7 +2371,7 @@ const file_v1_berth_proto_rawDesc = "" +
 	"\x03Pos\x12\x12\n" +
 	"\x04line\x18\x01 \x01(\x03R\x04line\x12\x16\n" +
 	"\x06column\x18\x02 \x01(\x03R\x06column\x12\x12\n" +
-	"\x04byte\x18\x03 \x01(\x03R\x04byte2\xcd\x06\n" +
+	"\x04byte\x18\x03 \x01(\x03R\x04byte2\x95\a\n" +
 	"\x05Berth\x12>\n" +
 	"\x04Plan\x12\x1a.berth.api.v1.ApplyRequest\x1a\x1a.berth.api.v1.PlanResponse\x12<\n" +
 	"\x02Up\x12\x1a.berth.api.v1.ApplyRequest\x1a\x18.berth.api.v1.UpResponse0\x01\x128\n" +
@@ -2029,7 +2385,8 @@ const file_v1_berth_proto_rawDesc = "" +
 	"\x06Images\x12\x1b.berth.api.v1.ImagesRequest\x1a\x1c.berth.api.v1.ImagesResponse\x12T\n" +
 	"\vImportImage\x12 .berth.api.v1.ImportImageRequest\x1a!.berth.api.v1.ImportImageResponse(\x01\x12R\n" +
 	"\vRemoveImage\x12 .berth.api.v1.RemoveImageRequest\x1a!.berth.api.v1.RemoveImageResponse\x12F\n" +
-	"\aVersion\x12\x1c.berth.api.v1.VersionRequest\x1a\x1d.berth.api.v1.VersionResponseB-Z+github.com/berth-io/berth/core/api/v1;apiv1b\x06proto3"
+	"\aVersion\x12\x1c.berth.api.v1.VersionRequest\x1a\x1d.berth.api.v1.VersionResponse\x12F\n" +
+	"\aDevices\x12\x1c.berth.api.v1.DevicesRequest\x1a\x1d.berth.api.v1.DevicesResponseB-Z+github.com/berth-io/berth/core/api/v1;apiv1b\x06proto3"
 
 var (
 	file_v1_berth_proto_rawDescOnce sync.Once
@@ -2044,7 +2401,7 @@ func file_v1_berth_proto_rawDescGZIP() []byte {
 }
 
 var file_v1_berth_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_v1_berth_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
+var file_v1_berth_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
 var file_v1_berth_proto_goTypes = []any{
 	(Diagnostic_Severity)(0),      // 0: berth.api.v1.Diagnostic.Severity
 	(*ApplyRequest)(nil),          // 1: berth.api.v1.ApplyRequest
@@ -2073,67 +2430,79 @@ var file_v1_berth_proto_goTypes = []any{
 	(*ImportImageResponse)(nil),   // 24: berth.api.v1.ImportImageResponse
 	(*RemoveImageRequest)(nil),    // 25: berth.api.v1.RemoveImageRequest
 	(*RemoveImageResponse)(nil),   // 26: berth.api.v1.RemoveImageResponse
-	(*VersionRequest)(nil),        // 27: berth.api.v1.VersionRequest
-	(*VersionResponse)(nil),       // 28: berth.api.v1.VersionResponse
-	(*Diagnostics)(nil),           // 29: berth.api.v1.Diagnostics
-	(*Diagnostic)(nil),            // 30: berth.api.v1.Diagnostic
-	(*Range)(nil),                 // 31: berth.api.v1.Range
-	(*Pos)(nil),                   // 32: berth.api.v1.Pos
-	nil,                           // 33: berth.api.v1.ApplyRequest.VarsEntry
-	nil,                           // 34: berth.api.v1.ContainerStatus.NetworksEntry
-	(*timestamppb.Timestamp)(nil), // 35: google.protobuf.Timestamp
+	(*DevicesRequest)(nil),        // 27: berth.api.v1.DevicesRequest
+	(*DevicesResponse)(nil),       // 28: berth.api.v1.DevicesResponse
+	(*Device)(nil),                // 29: berth.api.v1.Device
+	(*DeviceSession)(nil),         // 30: berth.api.v1.DeviceSession
+	(*VersionRequest)(nil),        // 31: berth.api.v1.VersionRequest
+	(*VersionResponse)(nil),       // 32: berth.api.v1.VersionResponse
+	(*Diagnostics)(nil),           // 33: berth.api.v1.Diagnostics
+	(*Diagnostic)(nil),            // 34: berth.api.v1.Diagnostic
+	(*Range)(nil),                 // 35: berth.api.v1.Range
+	(*Pos)(nil),                   // 36: berth.api.v1.Pos
+	nil,                           // 37: berth.api.v1.ApplyRequest.VarsEntry
+	nil,                           // 38: berth.api.v1.ContainerStatus.NetworksEntry
+	nil,                           // 39: berth.api.v1.Device.AttributesEntry
+	nil,                           // 40: berth.api.v1.Device.CountersEntry
+	(*timestamppb.Timestamp)(nil), // 41: google.protobuf.Timestamp
 }
 var file_v1_berth_proto_depIdxs = []int32{
-	33, // 0: berth.api.v1.ApplyRequest.vars:type_name -> berth.api.v1.ApplyRequest.VarsEntry
+	37, // 0: berth.api.v1.ApplyRequest.vars:type_name -> berth.api.v1.ApplyRequest.VarsEntry
 	2,  // 1: berth.api.v1.Plan.actions:type_name -> berth.api.v1.Action
 	3,  // 2: berth.api.v1.PlanResponse.plan:type_name -> berth.api.v1.Plan
-	35, // 3: berth.api.v1.Event.time:type_name -> google.protobuf.Timestamp
+	41, // 3: berth.api.v1.Event.time:type_name -> google.protobuf.Timestamp
 	5,  // 4: berth.api.v1.UpResponse.event:type_name -> berth.api.v1.Event
 	3,  // 5: berth.api.v1.UpResponse.plan:type_name -> berth.api.v1.Plan
-	35, // 6: berth.api.v1.ContainerStatus.started_at:type_name -> google.protobuf.Timestamp
-	35, // 7: berth.api.v1.ContainerStatus.finished_at:type_name -> google.protobuf.Timestamp
-	34, // 8: berth.api.v1.ContainerStatus.networks:type_name -> berth.api.v1.ContainerStatus.NetworksEntry
+	41, // 6: berth.api.v1.ContainerStatus.started_at:type_name -> google.protobuf.Timestamp
+	41, // 7: berth.api.v1.ContainerStatus.finished_at:type_name -> google.protobuf.Timestamp
+	38, // 8: berth.api.v1.ContainerStatus.networks:type_name -> berth.api.v1.ContainerStatus.NetworksEntry
 	9,  // 9: berth.api.v1.ContainersResponse.containers:type_name -> berth.api.v1.ContainerStatus
-	35, // 10: berth.api.v1.LogLine.time:type_name -> google.protobuf.Timestamp
+	41, // 10: berth.api.v1.LogLine.time:type_name -> google.protobuf.Timestamp
 	17, // 11: berth.api.v1.ExecRequest.start:type_name -> berth.api.v1.ExecStart
-	35, // 12: berth.api.v1.Image.created:type_name -> google.protobuf.Timestamp
+	41, // 12: berth.api.v1.Image.created:type_name -> google.protobuf.Timestamp
 	20, // 13: berth.api.v1.ImagesResponse.images:type_name -> berth.api.v1.Image
 	20, // 14: berth.api.v1.ImportImageResponse.images:type_name -> berth.api.v1.Image
-	30, // 15: berth.api.v1.Diagnostics.diagnostics:type_name -> berth.api.v1.Diagnostic
-	0,  // 16: berth.api.v1.Diagnostic.severity:type_name -> berth.api.v1.Diagnostic.Severity
-	31, // 17: berth.api.v1.Diagnostic.subject:type_name -> berth.api.v1.Range
-	31, // 18: berth.api.v1.Diagnostic.context:type_name -> berth.api.v1.Range
-	32, // 19: berth.api.v1.Range.start:type_name -> berth.api.v1.Pos
-	32, // 20: berth.api.v1.Range.end:type_name -> berth.api.v1.Pos
-	1,  // 21: berth.api.v1.Berth.Plan:input_type -> berth.api.v1.ApplyRequest
-	1,  // 22: berth.api.v1.Berth.Up:input_type -> berth.api.v1.ApplyRequest
-	7,  // 23: berth.api.v1.Berth.Down:input_type -> berth.api.v1.DownRequest
-	8,  // 24: berth.api.v1.Berth.Containers:input_type -> berth.api.v1.ContainersRequest
-	11, // 25: berth.api.v1.Berth.Pause:input_type -> berth.api.v1.PauseRequest
-	13, // 26: berth.api.v1.Berth.Resume:input_type -> berth.api.v1.ResumeRequest
-	15, // 27: berth.api.v1.Berth.Logs:input_type -> berth.api.v1.LogsRequest
-	18, // 28: berth.api.v1.Berth.Exec:input_type -> berth.api.v1.ExecRequest
-	21, // 29: berth.api.v1.Berth.Images:input_type -> berth.api.v1.ImagesRequest
-	23, // 30: berth.api.v1.Berth.ImportImage:input_type -> berth.api.v1.ImportImageRequest
-	25, // 31: berth.api.v1.Berth.RemoveImage:input_type -> berth.api.v1.RemoveImageRequest
-	27, // 32: berth.api.v1.Berth.Version:input_type -> berth.api.v1.VersionRequest
-	4,  // 33: berth.api.v1.Berth.Plan:output_type -> berth.api.v1.PlanResponse
-	6,  // 34: berth.api.v1.Berth.Up:output_type -> berth.api.v1.UpResponse
-	5,  // 35: berth.api.v1.Berth.Down:output_type -> berth.api.v1.Event
-	10, // 36: berth.api.v1.Berth.Containers:output_type -> berth.api.v1.ContainersResponse
-	12, // 37: berth.api.v1.Berth.Pause:output_type -> berth.api.v1.PauseResponse
-	14, // 38: berth.api.v1.Berth.Resume:output_type -> berth.api.v1.ResumeResponse
-	16, // 39: berth.api.v1.Berth.Logs:output_type -> berth.api.v1.LogLine
-	19, // 40: berth.api.v1.Berth.Exec:output_type -> berth.api.v1.ExecResponse
-	22, // 41: berth.api.v1.Berth.Images:output_type -> berth.api.v1.ImagesResponse
-	24, // 42: berth.api.v1.Berth.ImportImage:output_type -> berth.api.v1.ImportImageResponse
-	26, // 43: berth.api.v1.Berth.RemoveImage:output_type -> berth.api.v1.RemoveImageResponse
-	28, // 44: berth.api.v1.Berth.Version:output_type -> berth.api.v1.VersionResponse
-	33, // [33:45] is the sub-list for method output_type
-	21, // [21:33] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	29, // 15: berth.api.v1.DevicesResponse.devices:type_name -> berth.api.v1.Device
+	39, // 16: berth.api.v1.Device.attributes:type_name -> berth.api.v1.Device.AttributesEntry
+	40, // 17: berth.api.v1.Device.counters:type_name -> berth.api.v1.Device.CountersEntry
+	30, // 18: berth.api.v1.Device.sessions:type_name -> berth.api.v1.DeviceSession
+	34, // 19: berth.api.v1.Diagnostics.diagnostics:type_name -> berth.api.v1.Diagnostic
+	0,  // 20: berth.api.v1.Diagnostic.severity:type_name -> berth.api.v1.Diagnostic.Severity
+	35, // 21: berth.api.v1.Diagnostic.subject:type_name -> berth.api.v1.Range
+	35, // 22: berth.api.v1.Diagnostic.context:type_name -> berth.api.v1.Range
+	36, // 23: berth.api.v1.Range.start:type_name -> berth.api.v1.Pos
+	36, // 24: berth.api.v1.Range.end:type_name -> berth.api.v1.Pos
+	1,  // 25: berth.api.v1.Berth.Plan:input_type -> berth.api.v1.ApplyRequest
+	1,  // 26: berth.api.v1.Berth.Up:input_type -> berth.api.v1.ApplyRequest
+	7,  // 27: berth.api.v1.Berth.Down:input_type -> berth.api.v1.DownRequest
+	8,  // 28: berth.api.v1.Berth.Containers:input_type -> berth.api.v1.ContainersRequest
+	11, // 29: berth.api.v1.Berth.Pause:input_type -> berth.api.v1.PauseRequest
+	13, // 30: berth.api.v1.Berth.Resume:input_type -> berth.api.v1.ResumeRequest
+	15, // 31: berth.api.v1.Berth.Logs:input_type -> berth.api.v1.LogsRequest
+	18, // 32: berth.api.v1.Berth.Exec:input_type -> berth.api.v1.ExecRequest
+	21, // 33: berth.api.v1.Berth.Images:input_type -> berth.api.v1.ImagesRequest
+	23, // 34: berth.api.v1.Berth.ImportImage:input_type -> berth.api.v1.ImportImageRequest
+	25, // 35: berth.api.v1.Berth.RemoveImage:input_type -> berth.api.v1.RemoveImageRequest
+	31, // 36: berth.api.v1.Berth.Version:input_type -> berth.api.v1.VersionRequest
+	27, // 37: berth.api.v1.Berth.Devices:input_type -> berth.api.v1.DevicesRequest
+	4,  // 38: berth.api.v1.Berth.Plan:output_type -> berth.api.v1.PlanResponse
+	6,  // 39: berth.api.v1.Berth.Up:output_type -> berth.api.v1.UpResponse
+	5,  // 40: berth.api.v1.Berth.Down:output_type -> berth.api.v1.Event
+	10, // 41: berth.api.v1.Berth.Containers:output_type -> berth.api.v1.ContainersResponse
+	12, // 42: berth.api.v1.Berth.Pause:output_type -> berth.api.v1.PauseResponse
+	14, // 43: berth.api.v1.Berth.Resume:output_type -> berth.api.v1.ResumeResponse
+	16, // 44: berth.api.v1.Berth.Logs:output_type -> berth.api.v1.LogLine
+	19, // 45: berth.api.v1.Berth.Exec:output_type -> berth.api.v1.ExecResponse
+	22, // 46: berth.api.v1.Berth.Images:output_type -> berth.api.v1.ImagesResponse
+	24, // 47: berth.api.v1.Berth.ImportImage:output_type -> berth.api.v1.ImportImageResponse
+	26, // 48: berth.api.v1.Berth.RemoveImage:output_type -> berth.api.v1.RemoveImageResponse
+	32, // 49: berth.api.v1.Berth.Version:output_type -> berth.api.v1.VersionResponse
+	28, // 50: berth.api.v1.Berth.Devices:output_type -> berth.api.v1.DevicesResponse
+	38, // [38:51] is the sub-list for method output_type
+	25, // [25:38] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_v1_berth_proto_init() }
@@ -2161,7 +2530,7 @@ func file_v1_berth_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_v1_berth_proto_rawDesc), len(file_v1_berth_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   34,
+			NumMessages:   40,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

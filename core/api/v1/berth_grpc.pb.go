@@ -37,6 +37,7 @@ const (
 	Berth_ImportImage_FullMethodName = "/berth.api.v1.Berth/ImportImage"
 	Berth_RemoveImage_FullMethodName = "/berth.api.v1.Berth/RemoveImage"
 	Berth_Version_FullMethodName     = "/berth.api.v1.Berth/Version"
+	Berth_Devices_FullMethodName     = "/berth.api.v1.Berth/Devices"
 )
 
 // BerthClient is the client API for Berth service.
@@ -66,6 +67,9 @@ type BerthClient interface {
 	ImportImage(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[ImportImageRequest, ImportImageResponse], error)
 	RemoveImage(ctx context.Context, in *RemoveImageRequest, opts ...grpc.CallOption) (*RemoveImageResponse, error)
 	Version(ctx context.Context, in *VersionRequest, opts ...grpc.CallOption) (*VersionResponse, error)
+	// Devices lists the board's devices with their plugin, health, counters
+	// and the container sessions the broker holds on them.
+	Devices(ctx context.Context, in *DevicesRequest, opts ...grpc.CallOption) (*DevicesResponse, error)
 }
 
 type berthClient struct {
@@ -229,6 +233,16 @@ func (c *berthClient) Version(ctx context.Context, in *VersionRequest, opts ...g
 	return out, nil
 }
 
+func (c *berthClient) Devices(ctx context.Context, in *DevicesRequest, opts ...grpc.CallOption) (*DevicesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DevicesResponse)
+	err := c.cc.Invoke(ctx, Berth_Devices_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // BerthServer is the server API for Berth service.
 // All implementations must embed UnimplementedBerthServer
 // for forward compatibility.
@@ -256,6 +270,9 @@ type BerthServer interface {
 	ImportImage(grpc.ClientStreamingServer[ImportImageRequest, ImportImageResponse]) error
 	RemoveImage(context.Context, *RemoveImageRequest) (*RemoveImageResponse, error)
 	Version(context.Context, *VersionRequest) (*VersionResponse, error)
+	// Devices lists the board's devices with their plugin, health, counters
+	// and the container sessions the broker holds on them.
+	Devices(context.Context, *DevicesRequest) (*DevicesResponse, error)
 	mustEmbedUnimplementedBerthServer()
 }
 
@@ -301,6 +318,9 @@ func (UnimplementedBerthServer) RemoveImage(context.Context, *RemoveImageRequest
 }
 func (UnimplementedBerthServer) Version(context.Context, *VersionRequest) (*VersionResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Version not implemented")
+}
+func (UnimplementedBerthServer) Devices(context.Context, *DevicesRequest) (*DevicesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Devices not implemented")
 }
 func (UnimplementedBerthServer) mustEmbedUnimplementedBerthServer() {}
 func (UnimplementedBerthServer) testEmbeddedByValue()               {}
@@ -496,6 +516,24 @@ func _Berth_Version_Handler(srv interface{}, ctx context.Context, dec func(inter
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Berth_Devices_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DevicesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BerthServer).Devices(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Berth_Devices_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BerthServer).Devices(ctx, req.(*DevicesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Berth_ServiceDesc is the grpc.ServiceDesc for Berth service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -530,6 +568,10 @@ var Berth_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Version",
 			Handler:    _Berth_Version_Handler,
+		},
+		{
+			MethodName: "Devices",
+			Handler:    _Berth_Devices_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
