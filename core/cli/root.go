@@ -65,6 +65,7 @@ func newRootCommand(e *env) *cobra.Command {
 		newExecCommand(e),
 		newImagesCommand(e, "images"),
 		newDevicesCommand(e),
+		newCANCommand(e),
 		image,
 		newVersionCommand(e),
 	)
