@@ -72,8 +72,37 @@ var Stack = &Body{
 }
 
 // GrantClasses are the device grant block types a container may hold.
-// They are reserved for the device broker.
+// `can` is decoded with [CANGrant]; the others are reserved for the device
+// broker and refused by core/playbook.
 var GrantClasses = []string{"can", "i2c", "spi", "gps", "modem"}
+
+// CANGrant is the body of a container's `can "<name>"` grant block: what
+// the container may receive and send on one board CAN device. Filters are
+// read by core/broker.ParseFilter.
+var CANGrant = &Body{
+	Attrs: []*Attr{
+		{Name: "bus", Type: cty.String, Required: true,
+			Doc: "The board device of class `can` the grant is on, e.g. `can0`; `berth validate --board FILE` checks it against a board file."},
+		{Name: "receive", Type: listOfString, Default: "[]",
+			Doc: "ID filters of the frames the container receives; an empty or absent list receives none. " +
+				"A filter is one ID (`\"0x7DF\"`), a range (`\"0x100-0x1FF\"`), id/mask (`\"0x18DAF100/0x1FFFFF00\"`) or `\"*\"` (every ID); " +
+				"IDs are hexadecimal with a `0x` prefix, extended when above `0x7FF` or suffixed `x` (`\"0x123x\"`)."},
+		{Name: "send", Type: listOfString, Default: "[]",
+			Doc: "ID filters, as in `receive`, of the frames the container may send; an empty or absent list sends none."},
+		{Name: "send_rate", Type: cty.Number, Default: "0",
+			Doc: "Sustained send limit in frames a second, e.g. `100` or `0.5`; 0 means no limit."},
+		{Name: "send_burst", Type: cty.Number,
+			Doc: "Frames that may be sent back to back under `send_rate`; default a tenth of a second's worth, at least 1. Needs `send_rate`."},
+		{Name: "fd", Type: cty.Bool, Default: "false",
+			Doc: "A CAN FD session: on a bus that runs CAN FD, the container may send FD frames and receives them."},
+		{Name: "error_frames", Type: cty.Bool, Default: "false",
+			Doc: "Deliver the controller's error frames (bus-off, error passive, ...); `receive` does not apply to them."},
+		{Name: "native", Type: cty.Bool, Default: "false",
+			Doc: "Ask for a SocketCAN interface named after the grant inside the container (a vxcan pair with can-gw filters), " +
+				"so unmodified SocketCAN programs work; berthd serves the grant through the device socket instead " +
+				"when the kernel or the grant (a `send_rate`) does not allow it."},
+	},
+}
 
 // Container is the body of a `container` block.
 var Container = &Body{
@@ -151,10 +180,20 @@ var Container = &Body{
 	}, grantBlocks()...),
 }
 
-// grantBlocks returns the reserved device grant block specs.
+// grantBlocks returns the device grant block specs: `can` with its body,
+// the other classes reserved (their bodies are left undecoded).
 func grantBlocks() []*Block {
 	out := make([]*Block, 0, len(GrantClasses))
 	for _, class := range GrantClasses {
+		if class == "can" {
+			out = append(out, &Block{
+				Type: class, Labels: []string{"name"}, Repeated: true,
+				Doc: "A CAN grant: what the container may do on one board CAN bus. The container opens it by name " +
+					"through its device socket (`/run/berth/device.sock`). Grant names are unique within a container.",
+				Body: CANGrant,
+			})
+			continue
+		}
 		out = append(out, &Block{
 			Type: class, Labels: []string{"name"}, Repeated: true, Defer: true,
 			Doc:  "Device grant; reserved for the device broker and not yet supported.",

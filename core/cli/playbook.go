@@ -17,7 +17,9 @@ import (
 	"golang.org/x/term"
 
 	"github.com/berth-io/berth/core/api"
+	"github.com/berth-io/berth/core/board"
 	"github.com/berth-io/berth/core/playbook"
+	hclschemas "github.com/berth-io/berth/hcl-schemas"
 )
 
 // parseVars turns -var k=v flags into a map.
@@ -102,11 +104,16 @@ func writeJSON(w io.Writer, v any) error {
 func newValidateCommand(e *env) *cobra.Command {
 	var varFlags []string
 	var asJSON bool
+	var boardFile string
 	cmd := &cobra.Command{
-		Use:   "validate [--var name=value]... FILE",
+		Use:   "validate [--var name=value]... [--board FILE] FILE",
 		Short: "Check a playbook without berthd",
-		Long: `Check a playbook: syntax, types, references and dependencies. berthd is
-not needed, so image availability is checked by 'berth plan' instead.`,
+		Long: `Check a playbook: syntax, types, references, dependencies and device grants.
+berthd is not needed, so image availability is checked by 'berth plan' instead.
+
+With --board, the playbook's CAN grants are also checked against that board
+file: each grant's bus must be one of its CAN devices. Without it the buses
+are not checked; berthd checks them against its own board on plan and up.`,
 		Args: cobra.ExactArgs(1),
 		RunE: runE(func(cmd *cobra.Command, args []string) error {
 			vars, err := parseVars(varFlags)
@@ -118,15 +125,32 @@ not needed, so image availability is checked by 'berth plan' instead.`,
 			if err != nil {
 				return err
 			}
-			pb, diags := playbook.Parse(src, path, vars)
+			sources := map[string][]byte{path: src}
+			var b *board.Board
+			var diags hcl.Diagnostics
+			if boardFile != "" {
+				bsrc, err := readFile(boardFile)
+				if err != nil {
+					return err
+				}
+				sources[boardFile] = bsrc
+				b, diags = board.Parse(bsrc, boardFile)
+			}
+			pb, pdiags := playbook.Parse(src, path, vars)
+			diags = append(diags, pdiags...)
+			if pb != nil && b != nil {
+				diags = append(diags, playbook.CheckBoard(pb.Stack, b)...)
+				hclschemas.SortByPlace(diags)
+			}
 			if asJSON {
 				out := struct {
 					File        string     `json:"file"`
+					Board       string     `json:"board,omitempty"`
 					Valid       bool       `json:"valid"`
 					Stack       string     `json:"stack,omitempty"`
 					Containers  int        `json:"containers"`
 					Diagnostics []diagJSON `json:"diagnostics"`
-				}{File: path, Valid: !diags.HasErrors(), Diagnostics: diagsToJSON(diags)}
+				}{File: path, Board: boardFile, Valid: !diags.HasErrors(), Diagnostics: diagsToJSON(diags)}
 				if pb != nil && pb.Stack != nil {
 					out.Stack, out.Containers = pb.Stack.Name, len(pb.Stack.Containers)
 				}
@@ -139,7 +163,7 @@ not needed, so image availability is checked by 'berth plan' instead.`,
 				return nil
 			}
 			if len(diags) > 0 {
-				e.printDiagnostics(diags, map[string][]byte{path: src})
+				e.printDiagnostics(diags, sources)
 			}
 			if diags.HasErrors() || pb == nil || pb.Stack == nil {
 				return &exitError{code: ExitError}
@@ -149,11 +173,16 @@ not needed, so image availability is checked by 'berth plan' instead.`,
 			if n == 1 {
 				noun = "container"
 			}
-			fmt.Fprintf(e.Out, "%s: stack %q is valid (%d %s)\n", path, pb.Stack.Name, n, noun)
+			on := ""
+			if b != nil {
+				on = fmt.Sprintf(" on board %q", b.Name)
+			}
+			fmt.Fprintf(e.Out, "%s: stack %q is valid%s (%d %s)\n", path, pb.Stack.Name, on, n, noun)
 			return nil
 		}),
 	}
 	cmd.Flags().StringArrayVar(&varFlags, "var", nil, "set a playbook variable: name=value (repeatable)")
+	cmd.Flags().StringVar(&boardFile, "board", "", "also check the grants' buses against this board file (without it, buses are not checked)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON")
 	return cmd
 }

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
+
+	"github.com/berth-io/berth/core/broker"
 )
 
 // Playbook is one decoded, checked playbook file. It is plain data: it holds
@@ -176,12 +178,21 @@ type Stop struct {
 	Timeout time.Duration
 }
 
-// Grant is a device grant block (`can`, `i2c`, `spi`, `gps`, `modem`). The
-// broker issues fill in each class; today the decoder reports them as not
-// yet supported.
+// Grant is a device grant block (`can`, `i2c`, `spi`, `gps`, `modem`).
+// Only `can` is supported: the decoder refuses the other classes.
 type Grant struct {
-	Class     string // "can", "i2c", ...
-	Name      string
-	Body      hcl.Body
+	Class string // "can", "i2c", ...
+	// Name is the block label; it is unique among the container's grants.
+	Name string
+	// CAN is the decoded `can` grant, with Name and Device set; nil for
+	// the other classes. Its bus is checked against a board by CheckBoard.
+	CAN *broker.Grant
+	// Native asks for the grant to be served as a SocketCAN interface
+	// named after the grant inside the container; berthd decides whether
+	// the kernel and the grant allow it.
+	Native bool
+	// BusRange is where the bus attribute is written (the block header
+	// when it is not), for diagnostics about the board device.
+	BusRange  hcl.Range
 	DeclRange hcl.Range
 }

@@ -230,26 +230,31 @@ func TestCheckImages(t *testing.T) {
 	}
 }
 
-func TestGrantsDecodedAndRefused(t *testing.T) {
+func TestOtherGrantsRefused(t *testing.T) {
 	pb, diags := parse([]byte(`stack "s" {
   container "a" {
     images = ["berth.local/a:1"]
-    can "body" { bus = "can0" }
+    can "body" {
+      bus     = "can0"
+      receive = ["*"]
+    }
     gps "nav" {}
   }
 }`), "g.hcl", nil)
-	wantAt(t, diags, 4, 5, "Device grants are not yet supported")
-	wantAt(t, diags, 5, 5, "Device grants are not yet supported")
-	if !strings.Contains(diags[0].Detail, `can grant "body" is reserved for the device broker`) {
+	wantAt(t, diags, 8, 5, "Device grants are not yet supported")
+	if len(diags) == 0 || !strings.Contains(diags[0].Detail, `gps grant "nav" is reserved for the device broker`) {
 		t.Errorf("detail = %q", diags[0].Detail)
 	}
-	if len(diags) != 2 {
-		t.Errorf("got %d diagnostics, want 2:\n%s", len(diags), render(diags, ""))
+	if len(diags) != 1 {
+		t.Errorf("got %d diagnostics, want 1:\n%s", len(diags), render(diags, ""))
 	}
-	// The grants are decoded into the model even though they are refused.
+	// The refused grant is in the model beside the decoded one.
+	if pb == nil {
+		t.Fatal("no playbook")
+	}
 	g := pb.Stack.Container("a").Grants
-	if len(g) != 2 || g[0].Class != "can" || g[0].Name != "body" || g[1].Class != "gps" || g[1].Name != "nav" ||
-		g[0].Body == nil || g[0].DeclRange.Start.Line != 4 {
+	if len(g) != 2 || g[0].Class != "can" || g[0].CAN == nil || g[1].Class != "gps" || g[1].Name != "nav" ||
+		g[1].CAN != nil || g[1].DeclRange.Start.Line != 8 {
 		t.Errorf("grants = %+v", g)
 	}
 }

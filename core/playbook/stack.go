@@ -33,12 +33,17 @@ const (
 )
 
 func (d *decoder) checkName(kind, n string, rng hcl.Range) bool {
+	return d.checkNameFor(kind, "names become directory and host names", n, rng)
+}
+
+// checkNameFor is checkName with why, the reason the name is restricted.
+func (d *decoder) checkNameFor(kind, why, n string, rng hcl.Range) bool {
 	if hclschemas.NamePattern.MatchString(n) {
 		return true
 	}
 	d.errorf(rng, "Invalid "+kind+" name",
-		"%q is not a valid %s name: names become directory and host names, so use 1 to 63 lower-case letters, digits, '_', '.' or '-', starting with a letter or digit (e.g. %q).",
-		n, kind, hclschemas.SuggestName(n, "app"))
+		"%q is not a valid %s name: %s, so use 1 to 63 lower-case letters, digits, '_', '.' or '-', starting with a letter or digit (e.g. %q).",
+		n, kind, why, hclschemas.SuggestName(n, "app"))
 	return false
 }
 
@@ -145,6 +150,7 @@ func (d *decoder) container(b *hclschemas.BlockNode, s *Stack) *Container {
 		Stop: Stop{Signal: syscall.SIGTERM, Timeout: defaultStopTimeout},
 	}
 	body := b.Content
+	grants := map[string]hcl.Range{}
 
 	images, ranges, a := d.strList(body, "images")
 	if a != nil && len(images) == 0 && a.Value.LengthInt() == 0 {
@@ -203,10 +209,9 @@ func (d *decoder) container(b *hclschemas.BlockNode, s *Stack) *Container {
 				DeclRange: blk.DefRange,
 			})
 		default: // device grants: the only other blocks the schema allows
-			g := Grant{Class: blk.Type, Name: blk.Labels[0], Body: blk.Body, DeclRange: blk.DefRange}
-			c.Grants = append(c.Grants, g)
-			d.errorf(blk.DefRange, "Device grants are not yet supported",
-				"The %s grant %q is reserved for the device broker, which is not available yet; remove it for now.", g.Class, g.Name)
+			if g, ok := d.grant(blk, grants); ok {
+				c.Grants = append(c.Grants, g)
+			}
 		}
 	}
 	return c

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"sort"
 	"strings"
 
@@ -38,7 +39,7 @@ func digestParts(st *playbook.Stack, c *playbook.Container, images []image.Image
 			}
 		}
 	}
-	return map[string]string{
+	parts := map[string]string{
 		"images":      hashOf(digests),
 		"command":     hashOf(c.Command),
 		"args":        hashOf(c.Args),
@@ -52,6 +53,12 @@ func digestParts(st *playbook.Stack, c *playbook.Container, images []image.Image
 		"health":      hashOf(c.Health),
 		"stop":        hashOf(c.Stop),
 	}
+	// Each device grant is a part of its own, so a plan names the grant
+	// that changed, and a container without grants keeps its digest.
+	for _, g := range c.Grants {
+		parts[fmt.Sprintf("grant %q", g.Name)] = hashOf([]any{g.Class, g.CAN, g.Native})
+	}
+	return parts
 }
 
 // digestOf combines the parts into one digest.
@@ -59,11 +66,17 @@ func digestOf(parts map[string]string) string {
 	return hashOf(parts) // json.Marshal sorts map keys
 }
 
-// changedParts names the parts that differ, sorted, for a plan's reason.
+// changedParts names the parts that differ, are new or are gone, sorted,
+// for a plan's reason.
 func changedParts(old, new map[string]string) string {
 	var changed []string
 	for k, v := range new {
 		if old[k] != v {
+			changed = append(changed, k)
+		}
+	}
+	for k := range old {
+		if _, kept := new[k]; !kept {
 			changed = append(changed, k)
 		}
 	}

@@ -2,6 +2,6 @@
 stack "s" {
   container "a" {
     images = ["berth.local/a:1"]
-    can "body" { bus = "can0" }
+    i2c "sensors" { bus = "i2c0" }
   }
 }

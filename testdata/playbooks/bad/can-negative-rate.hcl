@@ -1,0 +1,11 @@
+# want: 8:19 Invalid send_rate
+stack "s" {
+  container "a" {
+    images = ["berth.local/a:1"]
+    can "body" {
+      bus       = "can0"
+      send      = ["0x7E0"]
+      send_rate = -5
+    }
+  }
+}
