@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# The demo behind `make demo`: berthd runs in the background with its state
-# under build/demo, the demo images are imported, and the demo playbook
-# (testdata/demo/demo.hcl) comes up: three containers built from stacked
-# images, talking over a stack network. Then berthd is killed with -9 and
-# started again, to show that the containers keep running and are
-# re-adopted. `make demo-down` (this script with "down") stops it all.
+# The demo behind `make demo`: berthd runs in the background on the sim
+# board (board-support/sim/board.hcl: two userspace virtual CAN buses) with
+# its state under build/demo, the demo images are imported, and the demo
+# playbook (testdata/demo/demo.hcl) comes up: containers built from stacked
+# images, talking over a stack network, and two that share the CAN bus can0
+# with different grants. A recorded trace is replayed onto the bus, each CAN
+# container sees only its granted IDs, and a send outside a grant is refused.
+# Then berthd is killed with -9 and started again, to show that the
+# containers keep running and are re-adopted. `make demo-down` (this script
+# with "down") stops it all.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
@@ -20,6 +24,7 @@ step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 start_berthd() {
   mkdir -p "$demo"
   "$root/bin/berthd" --state-dir "$demo/state" --run-dir "$demo/run" --cgroup-parent berth-demo \
+    --board "$root/board-support/sim/board.hcl" --plugin-dir "$root/bin" \
     >>"$demo/berthd.log" 2>&1 &
   echo $! >"$demo/berthd.pid"
   disown
@@ -54,7 +59,7 @@ else
 fi
 
 step "importing the demo images (built from source by make images)"
-for img in busybox base-config kvdb sensor dashboard; do
+for img in busybox base-config kvdb sensor dashboard cantool; do
   berth image import "build/images/$img.tar"
 done
 berth images
@@ -71,6 +76,29 @@ berth ps
 step "berth logs --tail 4 dashboard (it reads what sensor wrote into kvdb over the stack network)"
 berth logs --tail 4 dashboard
 
+step "berth devices: the sim board's buses, and the containers' sessions on can0"
+berth devices
+
+step "berth can replay can0 testdata/can/demo.log: a recorded trace drives the bus"
+berth can replay can0 testdata/can/demo.log
+sleep 0.5
+step "speedo holds receive = [\"0x100-0x1FF\"]: it sees powertrain frames only"
+berth logs --tail 4 speedo
+step "body holds receive = [\"0x200-0x2FF\"], send = [\"0x2A0\"]: body frames only, and its own door status from its other session"
+berth logs --tail 4 body
+
+step "body tries to send 0x7DF, which its grant does not allow: refused"
+berth exec body cantool send body 7DF#0201 || true
+
+step "berth can dump can0 --count 6 --dbc testdata/can/demo.dbc: the bus, decoded"
+berth can dump can0 --count 6 --dbc testdata/can/demo.dbc &
+dump=$!
+berth can replay can0 testdata/can/demo.log >/dev/null
+wait "$dump" || true
+
+step "berth devices: per-session counters (received, delivered, dropped, sent, refused)"
+berth devices
+
 step "kill -9 berthd: the containers keep running"
 kill -9 "$(cat "$demo/berthd.pid")"
 sleep 0.5
@@ -85,6 +113,9 @@ cat <<MSG
 The demo stack is running. Try:
   sudo bin/berth --host $sock ps
   sudo bin/berth --host $sock logs -f sensor
+  sudo bin/berth --host $sock can dump can0
+  sudo bin/berth --host $sock can send can0 123#DEADBEEF
+  sudo bin/berth --host $sock devices
   sudo bin/berth --host $sock exec kvdb -- cat /etc/hosts
   sudo bin/berth --host $sock pause sensor; sudo bin/berth --host $sock resume sensor
 Stop it with: make demo-down

@@ -56,7 +56,15 @@ func listen(network, socketPath string, mode os.FileMode, gid int) (net.Listener
 	defer os.RemoveAll(tmpDir)
 	tmpPath := filepath.Join(tmpDir, "s")
 
-	l, err := net.ListenUnix(network, &net.UnixAddr{Name: tmpPath, Net: network})
+	// Bind through the folder's /proc/self/fd link: a short path, so a
+	// socket deep in a long RUN-DIR still fits sun_path (108 bytes).
+	d, err := os.Open(tmpDir)
+	if err != nil {
+		return nil, fmt.Errorf("listen %s: %w", socketPath, err)
+	}
+	defer d.Close()
+	bindPath := fmt.Sprintf("/proc/self/fd/%d/s", d.Fd())
+	l, err := net.ListenUnix(network, &net.UnixAddr{Name: bindPath, Net: network})
 	if err != nil {
 		return nil, fmt.Errorf("listen %s: %w", socketPath, err)
 	}

@@ -24,6 +24,7 @@ import (
 	"github.com/berth-io/berth/core/image"
 	"github.com/berth-io/berth/core/network"
 	"github.com/berth-io/berth/core/oci"
+	"github.com/berth-io/berth/core/playbook"
 	"github.com/berth-io/berth/core/rootfs"
 	"github.com/berth-io/berth/core/sd"
 	"github.com/berth-io/berth/core/stack"
@@ -53,6 +54,13 @@ type Config struct {
 	MonitorPath string
 	// CgroupParent is the cgroup under which containers run (default "berth").
 	CgroupParent string
+	// Board is the board file (board-support/<board>/board.hcl) naming the
+	// devices and the plugins that drive them; empty runs no devices, and
+	// playbooks with device grants are refused.
+	Board string
+	// PluginDirs are the folders a board's bare plugin path is looked up in
+	// before $PATH (default: berthd's own folder).
+	PluginDirs []string
 	Log          *slog.Logger
 }
 
@@ -82,7 +90,19 @@ func (c *Config) defaults() error {
 		}
 		c.MonitorPath = p
 	}
-	for _, p := range []*string{&c.StateDir, &c.RunDir, &c.Socket, &c.MonitorPath} {
+	if len(c.PluginDirs) == 0 {
+		if exe, err := os.Executable(); err == nil {
+			c.PluginDirs = []string{filepath.Dir(exe)}
+		}
+	}
+	paths := []*string{&c.StateDir, &c.RunDir, &c.Socket, &c.MonitorPath}
+	if c.Board != "" {
+		paths = append(paths, &c.Board)
+	}
+	for i := range c.PluginDirs {
+		paths = append(paths, &c.PluginDirs[i])
+	}
+	for _, p := range paths {
 		abs, err := filepath.Abs(*p)
 		if err != nil {
 			return err
@@ -114,6 +134,7 @@ type Daemon struct {
 	images  *image.Store
 	layers  *rootfs.Store
 	net     *network.Manager
+	devices *deviceManager
 	runtime *oci.Runtime
 	stacks  *stack.Manager
 	life    context.CancelFunc
@@ -194,12 +215,18 @@ func open(ctx context.Context, cfg Config) (*Daemon, error) {
 		return nil, err
 	}
 	life, cancel := context.WithCancel(context.Background())
+	devs, err := openDevices(ctx, life, cfg)
+	if err != nil {
+		cancel()
+		nets.Close()
+		return nil, err
+	}
 	drv := &ociDriver{
-		runtime: rt, rootfs: layers, net: nets, monitorPath: cfg.MonitorPath,
+		runtime: rt, rootfs: layers, net: nets, devices: devs, monitorPath: cfg.MonitorPath,
 		stateDir: cfg.StateDir, runDir: cfg.RunDir, cgroupParent: cfg.CgroupParent, log: log,
 	}
 	d := &Daemon{
-		cfg: cfg, log: log, images: images, layers: layers, net: nets, runtime: rt, life: cancel,
+		cfg: cfg, log: log, images: images, layers: layers, net: nets, devices: devs, runtime: rt, life: cancel,
 		stacks: stack.NewManager(life, drv, images, gens, log),
 	}
 	if err := d.stacks.Restore(ctx); err != nil {
@@ -236,6 +263,7 @@ func (d *Daemon) cleanNetworks(ctx context.Context) error {
 func (d *Daemon) Close() {
 	d.life()
 	d.stacks.Shutdown()
+	d.devices.close()
 	d.net.Close()
 	d.lock.Close()
 }
@@ -250,9 +278,21 @@ func (d *Daemon) Serve(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	canLis, err := api.ListenPacket(api.CANSocket(d.cfg.Socket), mode, gid)
+	if err != nil {
+		lis.Close()
+		return err
+	}
 	srv := api.NewServer(d, api.WithLogger(d.log), api.WithImportDir(filepath.Join(d.cfg.StateDir, "tmp")))
-	errc := make(chan error, 1)
+	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(lis) }()
+	canCtx, stopCAN := context.WithCancel(ctx)
+	defer stopCAN()
+	go func() {
+		if err := d.devices.serveOperator(canCtx, canLis); err != nil {
+			errc <- fmt.Errorf("operator CAN socket: %w", err)
+		}
+	}()
 	version, _ := d.runtime.Version(ctx)
 	d.log.Info("berthd ready", "socket", d.cfg.Socket, "runtime", d.runtime.Name, "runtime_version", version, "state", d.cfg.StateDir)
 	sd.Ready("serving on " + d.cfg.Socket)
@@ -289,11 +329,35 @@ func Run(ctx context.Context, cfg Config) error {
 var _ api.Backend = (*Daemon)(nil)
 
 func (d *Daemon) Plan(ctx context.Context, req api.ApplyRequest) (*api.Plan, error) {
+	if err := d.checkDevices(req); err != nil {
+		return nil, err
+	}
 	return d.stacks.Plan(ctx, req)
 }
 
 func (d *Daemon) Up(ctx context.Context, req api.ApplyRequest, progress func(api.Event)) (*api.Plan, error) {
+	if err := d.checkDevices(req); err != nil {
+		return nil, err
+	}
 	return d.stacks.Up(ctx, req, progress)
+}
+
+// checkDevices refuses a playbook whose grants this berthd's board cannot
+// serve. A playbook that does not parse is left to the stack manager,
+// which reports why.
+func (d *Daemon) checkDevices(req api.ApplyRequest) error {
+	pb, diags := playbook.Parse(req.Source, req.File, req.Vars)
+	if diags.HasErrors() {
+		return nil
+	}
+	if diags := d.devices.check(pb); diags.HasErrors() {
+		return &api.DiagnosticsError{Diags: diags}
+	}
+	return nil
+}
+
+func (d *Daemon) Devices(ctx context.Context) (api.Devices, error) {
+	return d.devices.devices(), nil
 }
 
 func (d *Daemon) Down(ctx context.Context, name string, progress func(api.Event)) error {

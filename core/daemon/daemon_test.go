@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -45,7 +46,7 @@ func setup() error {
 	if err != nil {
 		return err
 	}
-	build := exec.Command("go", "build", "-o", binDir+"/", "./cmd/berthd", "./cmd/berth", "./cmd/berth-monitor")
+	build := exec.Command("go", "build", "-o", binDir+"/", "./cmd/berthd", "./cmd/berth", "./cmd/berth-monitor", "./plugins/vcan/cmd/berth-plugin-vcan")
 	build.Dir, build.Env = root, append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
 		return fmt.Errorf("build binaries: %v\n%s", err, out)
@@ -67,10 +68,11 @@ type berthd struct {
 	socket   string
 	cgroup   string
 	cmd      *exec.Cmd
-	log      *bytes.Buffer
+	log      *syncBuffer
 	client   *api.Client
 	exited   chan struct{}
 	netnsPid int
+	args     []string // more berthd flags
 }
 
 func needRoot(t *testing.T) {
@@ -83,11 +85,13 @@ func needRoot(t *testing.T) {
 	}
 }
 
-func newBerthd(t *testing.T) *berthd {
+// newBerthd starts a berthd with its own dirs; args are more flags.
+func newBerthd(t *testing.T, args ...string) *berthd {
 	t.Helper()
 	dir := t.TempDir()
 	b := &berthd{
 		t:      t,
+		args:   args,
 		state:  filepath.Join(dir, "state"),
 		run:    filepath.Join(dir, "run"),
 		cgroup: fmt.Sprintf("berth-test-%d-%s", os.Getpid(), filepath.Base(dir)),
@@ -102,9 +106,9 @@ func newBerthd(t *testing.T) *berthd {
 // bridges never touch the host's, and waits for its socket to answer.
 func (b *berthd) start() {
 	b.t.Helper()
-	b.log = &bytes.Buffer{}
-	b.cmd = exec.Command("unshare", "--net", "--", filepath.Join(binDir, "berthd"),
-		"--state-dir", b.state, "--run-dir", b.run, "--runtime", "runc", "--cgroup-parent", b.cgroup, "--log-level", "debug")
+	b.log = &syncBuffer{}
+	b.cmd = exec.Command("unshare", append([]string{"--net", "--", filepath.Join(binDir, "berthd"),
+		"--state-dir", b.state, "--run-dir", b.run, "--runtime", "runc", "--cgroup-parent", b.cgroup, "--log-level", "debug"}, b.args...)...)
 	b.cmd.Stdout, b.cmd.Stderr = b.log, b.log
 	b.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := b.cmd.Start(); err != nil {
@@ -135,6 +139,25 @@ func (b *berthd) start() {
 			b.t.Fatalf("berthd did not answer in 20 s:\n%s", b.log)
 		}
 	}
+}
+
+// syncBuffer is berthd's output: written by os/exec's copier while the
+// test reads it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // kill9 kills berthd with SIGKILL, as a crash would.

@@ -32,6 +32,7 @@ type ociDriver struct {
 	runtime      *oci.Runtime
 	rootfs       *rootfs.Store
 	net          *network.Manager
+	devices      *deviceManager
 	monitorPath  string
 	stateDir     string // containers/, volumes/
 	runDir       string // netns/, tmpfs volumes
@@ -203,6 +204,9 @@ func (d *ociDriver) Prepare(ctx context.Context, s *stack.Spec) error {
 			return err
 		}
 	}
+	if opts.DeviceDir, err = d.devices.serve(s); err != nil {
+		return err
+	}
 	spec, err := oci.Spec(opts)
 	if err != nil {
 		return fmt.Errorf("runtime spec: %w", err)
@@ -328,6 +332,11 @@ func (d *ociDriver) Adopt(ctx context.Context, s *stack.Spec) (stack.Task, error
 	if err != nil {
 		return nil, fmt.Errorf("adopt %s: %v: %w", s.ID(), err, stack.ErrNotFound)
 	}
+	// Serve the device socket again: the running container reconnects
+	// through the folder it has mounted.
+	if _, err := d.devices.serve(s); err != nil {
+		d.log.Warn("device socket of adopted container", "container", s.ID(), "err", err)
+	}
 	return &task{h: h, d: d, s: s}, nil
 }
 
@@ -337,6 +346,9 @@ func (d *ociDriver) Remove(ctx context.Context, s *stack.Spec) error {
 		errs = append(errs, err)
 	}
 	if err := d.rootfs.Remove(ctx, s.ID()); err != nil {
+		errs = append(errs, err)
+	}
+	if err := d.devices.remove(s); err != nil {
 		errs = append(errs, err)
 	}
 	if s.Container.NetworkMode == playbook.NetworkBridge {

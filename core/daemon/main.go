@@ -28,6 +28,11 @@ func Main(args []string) error {
 	fs.StringVar(&cfg.Runtime, "runtime", "crun", "preferred OCI runtime: crun, runc, or a path; berthd falls back to the other when it cannot run a container here")
 	fs.StringVar(&cfg.MonitorPath, "monitor", "", "berth-monitor binary (default: beside berthd, else in PATH)")
 	fs.StringVar(&cfg.CgroupParent, "cgroup-parent", "berth", "cgroup under which containers run")
+	fs.StringVar(&cfg.Board, "board", "", "board file naming the devices and their plugins (e.g. board-support/sim/board.hcl); none: no devices")
+	fs.Func("plugin-dir", "folder to look for device plugins in, before $PATH; repeatable (default: berthd's own folder)", func(s string) error {
+		cfg.PluginDirs = append(cfg.PluginDirs, s)
+		return nil
+	})
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&logFormat, "log-format", "text", "text or json")
 	fs.BoolVar(&showVersion, "version", false, "print the version and exit")

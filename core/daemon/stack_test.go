@@ -29,23 +29,28 @@ func demoPlaybook(t *testing.T) string {
 
 func TestDemoStackSurvivesBerthdKill9(t *testing.T) {
 	needRoot(t)
-	b := newBerthd(t)
-	b.importImages("busybox", "base-config", "kvdb", "sensor", "dashboard")
+	board, err := filepath.Abs("../../board-support/sim/board.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := newBerthd(t, "--board", board, "--plugin-dir", binDir)
+	b.importImages("busybox", "base-config", "kvdb", "sensor", "dashboard", "cantool")
 
-	out := b.mustBerth("validate", demoPlaybook(t))
+	out := b.mustBerth("validate", "--board", board, demoPlaybook(t))
 	if !strings.Contains(out, "valid") {
 		t.Fatalf("validate: %s", out)
 	}
 	out = b.mustBerth("plan", demoPlaybook(t))
-	for _, c := range []string{"kvdb", "sensor", "dashboard"} {
+	for _, c := range []string{"kvdb", "sensor", "dashboard", "speedo", "body"} {
 		if !strings.Contains(out, c) {
 			t.Errorf("plan does not mention %s:\n%s", c, out)
 		}
 	}
 	b.mustBerth("up", demoPlaybook(t))
-	before := b.waitFor("3 running, kvdb healthy", func(cs map[string]api.ContainerStatus) bool {
-		return len(cs) == 3 && cs["kvdb"].Health == "healthy" &&
-			cs["sensor"].State == "running" && cs["dashboard"].State == "running"
+	before := b.waitFor("5 running, kvdb healthy", func(cs map[string]api.ContainerStatus) bool {
+		return len(cs) == 5 && cs["kvdb"].Health == "healthy" &&
+			cs["sensor"].State == "running" && cs["dashboard"].State == "running" &&
+			cs["speedo"].State == "running" && cs["body"].State == "running"
 	})
 	if before["sensor"].Networks["backend"] == "" {
 		t.Errorf("sensor has no address on backend: %+v", before["sensor"])
@@ -73,8 +78,8 @@ func TestDemoStackSurvivesBerthdKill9(t *testing.T) {
 		}
 	}
 	b.start()
-	after := b.waitFor("3 re-adopted and running", func(cs map[string]api.ContainerStatus) bool {
-		return len(cs) == 3 && cs["kvdb"].State == "running" && cs["sensor"].State == "running" && cs["dashboard"].State == "running"
+	after := b.waitFor("5 re-adopted and running", func(cs map[string]api.ContainerStatus) bool {
+		return len(cs) == 5 && cs["kvdb"].State == "running" && cs["sensor"].State == "running" && cs["dashboard"].State == "running"
 	})
 	for name, c := range before {
 		if after[name].PID != c.PID {
@@ -87,6 +92,12 @@ func TestDemoStackSurvivesBerthdKill9(t *testing.T) {
 			t.Errorf("ps after restart lacks %q:\n%s", c, out)
 		}
 	}
+	// The CAN containers reconnect to their device sockets, now served by
+	// the new berthd, and receive again without restarting.
+	op := operatorBus(t, b)
+	send(t, op, 0x1AB, 0x42)
+	waitLog(t, b, "speedo", "powertrain 1AB#42")
+
 	// Logs written before the restart are still there.
 	if out := b.mustBerth("logs", "sensor"); !strings.Contains(out, "temperature") {
 		t.Errorf("logs after restart:\n%s", out)

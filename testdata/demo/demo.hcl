@@ -2,6 +2,11 @@
 # a reading into it every half second, and a dashboard that reads it back.
 # Each container's root file system is its images stacked bottom to top: the
 # busybox base, then (for the sensor) a shared config image, then the app.
+#
+# Two more containers share the board's CAN bus can0 (on the sim board, a
+# userspace virtual bus): "speedo" receives only the powertrain frames
+# 0x100-0x1FF, "body" only the body frames 0x200-0x2FF, and body may send
+# its door status 0x2A0 and nothing else, at most 20 frames a second.
 variable "interval" {
   type        = string
   default     = "500ms"
@@ -67,6 +72,28 @@ stack "demo" {
     stop {
       signal  = "SIGINT"
       timeout = "5s"
+    }
+  }
+
+  container "speedo" {
+    images = [local.base, "berth.local/cantool:1"]
+    args   = ["dump", "powertrain"]
+
+    can "powertrain" {
+      bus     = "can0"
+      receive = ["0x100-0x1FF"]
+    }
+  }
+
+  container "body" {
+    images  = [local.base, "berth.local/cantool:1"]
+    command = ["/bin/sh", "-c", "cantool every body 2A0#0001 1s & exec cantool dump body"]
+
+    can "body" {
+      bus       = "can0"
+      receive   = ["0x200-0x2FF"]
+      send      = ["0x2A0"]
+      send_rate = 20
     }
   }
 }
