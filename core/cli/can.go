@@ -48,7 +48,7 @@ func newCANCommand(e *env) *cobra.Command {
 // answers on is an *api.UnreachableError, as for the API.
 func (e *env) openCAN(ctx context.Context, bus string, opts ...canwire.Option) (*canwire.Bus, error) {
 	sock := api.CANSocket(e.host)
-	b, err := canwire.OpenBus(ctx, sock, bus, opts...)
+	b, err := canwire.OpenBus(ctx, sock, bus, append([]canwire.Option{canwire.WithoutRedial()}, opts...)...)
 	if err != nil {
 		var ce *canwire.Error
 		if !errors.As(err, &ce) && (errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) ||

@@ -13,8 +13,16 @@ import (
 // frames, receive timestamps to the nanosecond, state and counters. Each
 // Bus is one connection to the device socket, so one independent handle on
 // the grant's bus. Its methods are safe for concurrent use.
+//
+// A Bus survives a restart of the server (berthd) as a [Conn] does (see
+// [Dial]): while the client redials, Send, State and Counters fail at once
+// with an error matching [ErrUnavailable], and receive streams pause, then
+// go on with the new session's frames; frames the bus carried meanwhile
+// are not seen nor counted. Counters are the current session's: a new
+// session's count from zero. A redial refused for good ends the Bus: its
+// streams end with can.ErrClosed, and its methods return the refusal.
 type Bus struct {
-	s   *clientSession
+	l   *link
 	hub *can.Hub
 }
 
@@ -27,25 +35,24 @@ var _ can.Bus = (*Bus)(nil)
 // caller closes the Bus.
 func OpenBus(ctx context.Context, path, grant string, opts ...Option) (*Bus, error) {
 	o := makeOptions(opts)
-	s, err := dialSession(ctx, path, grant, FlagFD|FlagTimestamp|FlagAck|FlagBatch, o)
+	hub := can.NewHub(o.depth)
+	h := Hello{Flags: FlagFD | FlagTimestamp | FlagAck | FlagBatch, Class: "can", Grant: grant}
+	l, err := openLink(ctx, path, h, o, func(frames []can.Frame) { hub.Publish(frames...) }, hub.Close)
 	if err != nil {
 		return nil, err
 	}
-	b := &Bus{s: s, hub: can.NewHub(o.depth)}
-	s.deliver = func(frames []can.Frame) { b.hub.Publish(frames...) }
-	s.ended = b.hub.Close
-	s.start()
-	return b, nil
+	return &Bus{l: l, hub: hub}, nil
 }
 
 // Mode returns the mode of the grant's bus.
-func (b *Bus) Mode() can.Mode { return b.s.mode }
+func (b *Bus) Mode() can.Mode { return b.l.busMode() }
 
 // Receive starts a stream of the frames the session receives; see
-// can.Bus. When the server ends the session, streams end with
-// can.ErrClosed.
+// can.Bus. The stream goes on across redials; it ends with can.ErrClosed
+// when the client ends (Close, a redial refused, or the server hanging up
+// with redialing off).
 func (b *Bus) Receive(ctx context.Context) (can.Stream, error) {
-	if err := b.s.closed(); err != nil {
+	if _, err := b.l.endErr(); err != nil {
 		return nil, fmt.Errorf("receive: %w", err)
 	}
 	return b.hub.Receive(ctx)
@@ -54,19 +61,23 @@ func (b *Bus) Receive(ctx context.Context) (can.Stream, error) {
 // Send sends f. A frame that fails f.Validate is refused here; a refusal
 // by the server comes back as an [*Error] with the server's text.
 func (b *Bus) Send(ctx context.Context, f can.Frame) error {
-	if err := b.s.closed(); err != nil {
+	if _, err := b.l.endErr(); err != nil {
 		return fmt.Errorf("send: %w", err)
 	}
-	if err := f.Validate(b.s.mode); err != nil {
+	if err := f.Validate(b.l.busMode()); err != nil {
 		return fmt.Errorf("send %s: %w", f, err)
 	}
-	_, err := b.s.request(ctx, nil, time.Time{}, appendFrame(nil, f, false))
+	s, err := b.l.current()
+	if err != nil {
+		return fmt.Errorf("send: %w", err)
+	}
+	_, err = s.request(ctx, nil, time.Time{}, appendFrame(nil, f, false))
 	return err
 }
 
 // State returns the controller state of the grant's bus.
 func (b *Bus) State(ctx context.Context) (can.State, error) {
-	c, err := b.s.request(ctx, nil, time.Time{}, appendControl(nil, control{Kind: KindState}))
+	c, err := b.query(ctx, KindState)
 	if err != nil {
 		return can.StateUnknown, fmt.Errorf("state: %w", err)
 	}
@@ -76,7 +87,7 @@ func (b *Bus) State(ctx context.Context) (can.State, error) {
 // Counters returns the session's counters as the server counts them, with
 // the frames this client dropped added to Drops.
 func (b *Bus) Counters(ctx context.Context) (can.Counters, error) {
-	c, err := b.s.request(ctx, nil, time.Time{}, appendControl(nil, control{Kind: KindCounters}))
+	c, err := b.query(ctx, KindCounters)
 	if err != nil {
 		return can.Counters{}, fmt.Errorf("counters: %w", err)
 	}
@@ -92,10 +103,19 @@ func (b *Bus) Counters(ctx context.Context) (can.Counters, error) {
 	}, nil
 }
 
-// Close ends the session: its streams end with can.ErrClosed, and the
-// server closes its side of the handle. Calling it twice is safe.
+func (b *Bus) query(ctx context.Context, k Kind) (control, error) {
+	s, err := b.l.current()
+	if err != nil {
+		return control{}, err
+	}
+	return s.request(ctx, nil, time.Time{}, appendControl(nil, control{Kind: k}))
+}
+
+// Close ends the session, or stops a redial: its streams end with
+// can.ErrClosed, and the server closes its side of the handle. Calling it
+// twice is safe.
 func (b *Bus) Close() error {
-	b.s.closeSession()
+	b.l.close()
 	b.hub.Close()
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -631,7 +632,7 @@ func TestConnDeadlinesAndClose(t *testing.T) {
 }
 
 // TestServerEnds checks that ending Serve ends the sessions and closes
-// their buses.
+// their buses, and that a client without redialing then ends too.
 func TestServerEnds(t *testing.T) {
 	ctx := testCtx(t)
 	d := fakeDriver()
@@ -643,17 +644,22 @@ func TestServerEnds(t *testing.T) {
 	sctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- canwire.Serve(sctx, l, d.Open) }()
-	b, err := canwire.OpenBus(ctx, path, "can1")
+	b, err := canwire.OpenBus(ctx, path, "can1", canwire.WithoutRedial())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer b.Close()
+	conn, err := canwire.Dial(ctx, path, "can1", canwire.WithoutRedial())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
 	s, err := b.Receive(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := d.Bus("can1").Handles(); n != 1 {
-		t.Fatalf("%d handles open on the bus, want 1", n)
+	if n := d.Bus("can1").Handles(); n != 2 {
+		t.Fatalf("%d handles open on the bus, want 2", n)
 	}
 	cancel()
 	if err := <-done; err != nil {
@@ -667,5 +673,11 @@ func TestServerEnds(t *testing.T) {
 	}
 	if err := b.Send(ctx, can.Frame{ID: 1}); !errors.Is(err, can.ErrClosed) {
 		t.Errorf("send after the server ended: %v, want ErrClosed", err)
+	}
+	if _, err := conn.Read(make([]byte, 16)); !errors.Is(err, io.EOF) {
+		t.Errorf("conn read after the server ended: %v, want io.EOF", err)
+	}
+	if _, err := conn.Write(record(1, 0, 0)); !errors.Is(err, can.ErrClosed) {
+		t.Errorf("conn write after the server ended: %v, want ErrClosed", err)
 	}
 }

@@ -18,14 +18,24 @@ type Option func(*options)
 type options struct {
 	onError func(error)
 	depth   int
+	redial  bool
 }
 
 // WithErrorHandler sets a function called with the errors the server
 // reports outside any request: a receive stream that failed while the
 // device's plugin restarts (wrapping [ErrUnavailable]; frames resume by
-// themselves), or the session ended by the broker. It is called from the
-// client's reader goroutine and must not block.
+// themselves), or the session ended by the broker; and with the client's
+// own session events: the server hung up and the client redials (wrapping
+// [ErrUnavailable]), or a redial was refused and the client has ended. It
+// is called from the client's goroutines and must not block.
 func WithErrorHandler(f func(error)) Option { return func(o *options) { o.onError = f } }
+
+// WithoutRedial turns redialing off: when the server hangs up, the client
+// ends for good, as a net.Conn would (Read returns io.EOF, receive streams
+// end with can.ErrClosed, requests fail with can.ErrClosed). For callers
+// that should fail fast when berthd is gone, such as `berth can` on the
+// operator socket. See [Dial] for what redialing does.
+func WithoutRedial() Option { return func(o *options) { o.redial = false } }
 
 // WithDepth sets how many received frames the client buffers for a reader
 // that falls behind before it drops the newest (default
@@ -33,7 +43,7 @@ func WithErrorHandler(f func(error)) Option { return func(o *options) { o.onErro
 func WithDepth(n int) Option { return func(o *options) { o.depth = n } }
 
 func makeOptions(opts []Option) options {
-	o := options{depth: can.DefaultDepth}
+	o := options{depth: can.DefaultDepth, redial: true}
 	for _, f := range opts {
 		f(&o)
 	}
@@ -53,15 +63,17 @@ type reply struct {
 // goroutine, and requests matched to their answers by sequence number.
 type clientSession struct {
 	uc    *net.UnixConn
-	flags uint8
+	path  string
+	hello Hello
 	mode  can.Mode
 	o     options
 
 	// deliver takes received frames; set before start, called from the
 	// reader goroutine, must not block.
 	deliver func([]can.Frame)
-	// ended is called once when the reader stops.
-	ended func()
+	// ended is called once when the reader stops, with the session's
+	// error (see end).
+	ended func(error)
 
 	mu      sync.Mutex
 	seq     uint64
@@ -72,21 +84,21 @@ type clientSession struct {
 // errSessionClosed is what requests on a closed session return.
 var errSessionClosed = fmt.Errorf("canwire session: %w", can.ErrClosed)
 
-// dialSession connects to path and says hello for "can <grant>". ctx
-// bounds the dial and the hello.
-func dialSession(ctx context.Context, path, grant string, flags uint8, o options) (*clientSession, error) {
+// dialSession connects to path and says hello h. ctx bounds the dial
+// and the hello.
+func dialSession(ctx context.Context, path string, h Hello, o options) (*clientSession, error) {
 	var d net.Dialer
 	c, err := d.DialContext(ctx, Network, path)
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", path, err)
 	}
 	uc := c.(*net.UnixConn)
-	cs, err := hello(ctx, uc, Hello{Flags: flags, Class: "can", Grant: grant})
+	cs, err := hello(ctx, uc, h)
 	if err != nil {
 		_ = uc.Close()
 		return nil, err
 	}
-	cs.flags, cs.o = flags, o
+	cs.path, cs.hello, cs.o = path, h, o
 	return cs, nil
 }
 
@@ -136,7 +148,7 @@ func hello(ctx context.Context, uc *net.UnixConn, h Hello) (*clientSession, erro
 func (cs *clientSession) start() { go cs.read() }
 
 func (cs *clientSession) read() {
-	ts := cs.flags&FlagTimestamp != 0
+	ts := cs.hello.Flags&FlagTimestamp != 0
 	buf := make([]byte, MaxMessage)
 	for {
 		n, err := cs.uc.Read(buf)
@@ -181,9 +193,11 @@ func (cs *clientSession) read() {
 	}
 }
 
-func (cs *clientSession) report(err error) {
-	if cs.o.onError != nil {
-		cs.o.onError(err)
+func (cs *clientSession) report(err error) { cs.o.report(err) }
+
+func (o options) report(err error) {
+	if o.onError != nil {
+		o.onError(err)
 	}
 }
 
@@ -194,17 +208,28 @@ func (cs *clientSession) end(err error) {
 		if errors.Is(err, net.ErrClosed) {
 			cs.err = errSessionClosed
 		} else {
-			cs.err = fmt.Errorf("canwire session ended: %w (%w)", can.ErrClosed, err)
+			cs.err = cs.lost(err)
 		}
 	}
 	for seq, ch := range cs.waiting {
 		ch <- reply{err: cs.err}
 		delete(cs.waiting, seq)
 	}
+	err = cs.err
 	cs.mu.Unlock()
 	if cs.ended != nil {
-		cs.ended()
+		cs.ended(err)
 	}
+}
+
+// lost returns the error for requests on a connection the server dropped
+// (cause says how): with redialing it matches [ErrUnavailable], so callers
+// retry as they do while a plugin restarts; without, can.ErrClosed.
+func (cs *clientSession) lost(cause error) error {
+	if cs.o.redial {
+		return fmt.Errorf("grant %q on %s: %w: the server hung up (%v); the client is redialing, retry", cs.hello.String(), cs.path, ErrUnavailable, cause)
+	}
+	return fmt.Errorf("canwire session ended: %w (%w)", can.ErrClosed, cause)
 }
 
 // closeSession closes the socket; the reader then ends the session.
@@ -215,13 +240,6 @@ func (cs *clientSession) closeSession() {
 	}
 	cs.mu.Unlock()
 	_ = cs.uc.Close()
-}
-
-// closed returns why the session ended, or nil.
-func (cs *clientSession) closed() error {
-	cs.mu.Lock()
-	defer cs.mu.Unlock()
-	return cs.err
 }
 
 // request sends msg and waits for its answer until ctx ends or expired
@@ -247,8 +265,12 @@ func (cs *clientSession) request(ctx context.Context, expired <-chan struct{}, d
 	_, err := cs.uc.Write(msg)
 	if err != nil {
 		delete(cs.waiting, seq)
-		if cs.err != nil {
+		switch {
+		case cs.err != nil:
 			err = cs.err
+		case !errors.Is(err, os.ErrDeadlineExceeded):
+			// EPIPE, ECONNRESET: the reader sees the hang-up next.
+			err = cs.lost(err)
 		}
 		cs.mu.Unlock()
 		return control{}, err

@@ -32,10 +32,12 @@ import (
 // with the server's refusal, whose text names the grant (an [*Error]
 // matching [ErrPermissionDenied], can.ErrInvalidFrame, ...).
 //
+// The Conn survives a restart of the server (berthd): see [Dial].
+//
 // Deadlines work as on any net.Conn. Methods are safe for concurrent use;
 // concurrent Reads are serialized.
 type Conn struct {
-	s  *clientSession
+	l  *link
 	rd *deadline
 	wd *deadline
 
@@ -55,14 +57,26 @@ var _ net.Conn = (*Conn)(nil)
 // [DefaultSocket]) and returns it as a [Conn]. ctx bounds the dial and the
 // hello only. A grant the container does not hold fails with an error
 // naming it that matches [ErrUnknownGrant]. The caller closes the Conn.
+//
+// When the server goes away without the client closing (berthd killed or
+// restarted: it hung up, ECONNRESET, EPIPE), the client redials path with
+// the same hello, waiting 50ms before the first attempt and doubling up to
+// 1s, for as long as it is open. Containers outlive berthd, and the new
+// berthd serves the same socket again. While the client is away, Read
+// blocks (deadlines and Close still end it), Write fails at once with an
+// error matching [ErrUnavailable] (the error a plugin restart gives, so a
+// caller that retries those needs nothing more), and received frames
+// resume on the new session. Frames the bus carried while the client was
+// away are not seen, and nothing counts them: the client cannot know of
+// them. A redial whose hello the new server refuses for good (the grant
+// is gone or not allowed: NotFound, PermissionDenied; or it cannot read
+// the hello: InvalidArgument) ends the client: Read returns that error
+// and Write fails with it. Unavailable answers, a missing socket and
+// refused connections are retried. [WithoutRedial] turns this off.
 func Dial(ctx context.Context, path, grant string, opts ...Option) (*Conn, error) {
 	o := makeOptions(opts)
-	s, err := dialSession(ctx, path, grant, FlagAck|FlagBatch, o)
-	if err != nil {
-		return nil, err
-	}
-	c := &Conn{s: s, rd: newDeadline(), wd: newDeadline(), wake: make(chan struct{}, 1)}
-	s.deliver = func(frames []can.Frame) {
+	c := &Conn{rd: newDeadline(), wd: newDeadline(), wake: make(chan struct{}, 1)}
+	deliver := func(frames []can.Frame) {
 		c.qmu.Lock()
 		n := min(len(frames), o.depth-len(c.queue))
 		c.queue = append(c.queue, frames[:n]...)
@@ -70,8 +84,11 @@ func Dial(ctx context.Context, path, grant string, opts ...Option) (*Conn, error
 		c.qmu.Unlock()
 		c.notify()
 	}
-	s.ended = c.notify
-	s.start()
+	l, err := openLink(ctx, path, Hello{Flags: FlagAck | FlagBatch, Class: "can", Grant: grant}, o, deliver, c.notify)
+	if err != nil {
+		return nil, err
+	}
+	c.l = l
 	return c, nil
 }
 
@@ -83,7 +100,7 @@ func (c *Conn) notify() {
 }
 
 // Mode returns the mode of the bus the grant is on.
-func (c *Conn) Mode() can.Mode { return c.s.mode }
+func (c *Conn) Mode() can.Mode { return c.l.busMode() }
 
 // Drops returns how many received frames were lost because the reader
 // fell behind.
@@ -93,9 +110,10 @@ func (c *Conn) Drops() uint64 {
 	return c.drops
 }
 
-// Read reads received frames as can_frame records; see [Conn]. It returns
-// io.EOF once the server ended the session and every frame is read, and
-// net.ErrClosed after Close.
+// Read reads received frames as can_frame records; see [Conn]. It blocks
+// while the client redials (see [Dial]). It returns net.ErrClosed after
+// Close; once every frame is read, the error that ended the client (a
+// redial refused), or io.EOF when the server hung up and redialing is off.
 func (c *Conn) Read(p []byte) (int, error) {
 	c.readMu.Lock()
 	defer c.readMu.Unlock()
@@ -110,11 +128,14 @@ func (c *Conn) Read(p []byte) (int, error) {
 		if len(c.pending) > 0 {
 			break
 		}
-		if err := c.s.closed(); err != nil {
-			if err == errSessionClosed {
+		if hungUp, err := c.l.endErr(); err != nil {
+			switch {
+			case err == errSessionClosed:
 				return 0, net.ErrClosed
+			case hungUp:
+				return 0, io.EOF
 			}
-			return 0, io.EOF
+			return 0, err
 		}
 		if len(p) == 0 {
 			return 0, nil
@@ -130,7 +151,8 @@ func (c *Conn) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// Write sends one frame record; see [Conn].
+// Write sends one frame record; see [Conn]. While the client redials it
+// fails at once with an error matching [ErrUnavailable].
 func (c *Conn) Write(p []byte) (int, error) {
 	if len(p) != FrameSize && len(p) != FDFrameSize {
 		return 0, fmt.Errorf("write: %w: write one %d-byte can_frame or %d-byte canfd_frame per call, not %d bytes",
@@ -138,30 +160,35 @@ func (c *Conn) Write(p []byte) (int, error) {
 	}
 	f, err := decodeRecord(p, false)
 	if err == nil {
-		err = f.Validate(c.s.mode)
+		err = f.Validate(c.l.busMode())
 	}
 	if err != nil {
 		return 0, fmt.Errorf("write %s: %w", f, err)
 	}
-	if _, err := c.s.request(context.Background(), c.wd.wait(), c.wd.get(), appendFrame(nil, f, false)); err != nil {
+	s, err := c.l.current()
+	if err != nil {
+		return 0, err
+	}
+	if _, err := s.request(context.Background(), c.wd.wait(), c.wd.get(), appendFrame(nil, f, false)); err != nil {
 		return 0, err
 	}
 	return len(p), nil
 }
 
-// Close ends the session. Blocked Reads and Writes return. Calling it
-// twice is safe.
+// Close ends the session, or stops a redial. Blocked Reads and Writes
+// return. Calling it twice is safe.
 func (c *Conn) Close() error {
-	c.s.closeSession()
+	c.l.close()
 	c.notify()
 	return nil
 }
 
-// LocalAddr returns the socket's local address.
-func (c *Conn) LocalAddr() net.Addr { return c.s.uc.LocalAddr() }
+// LocalAddr returns the socket's local address (unnamed while the client
+// redials).
+func (c *Conn) LocalAddr() net.Addr { return c.l.localAddr() }
 
 // RemoteAddr returns the device socket's address.
-func (c *Conn) RemoteAddr() net.Addr { return c.s.uc.RemoteAddr() }
+func (c *Conn) RemoteAddr() net.Addr { return &net.UnixAddr{Name: c.l.path, Net: Network} }
 
 // SetDeadline sets the read and write deadlines.
 func (c *Conn) SetDeadline(t time.Time) error {

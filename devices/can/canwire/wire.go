@@ -8,6 +8,18 @@
 // The protocol is SOCK_SEQPACKET with Linux SocketCAN's own struct can_frame
 // and struct canfd_frame records; PROTOCOL.md beside this file documents it
 // byte by byte, so a C or Python program can speak it too.
+//
+// The client survives a restart of berthd by itself: containers outlive the
+// daemon, and the new daemon serves each container's socket again at the
+// same path. When the server hangs up, a [Conn] or [Bus] redials with the
+// same hello (50ms back-off doubling to 1s) for as long as it is open;
+// meanwhile reads and receive streams wait, and sends fail at once with an
+// error matching [ErrUnavailable], as while a plugin restarts. Frames the
+// bus carried while the client was away are not seen and not counted. A
+// new server that refuses the grant (the playbook changed) ends the client
+// with its error. [WithoutRedial] turns this off for callers that should
+// fail fast when berthd is gone, such as `berth can` on the operator
+// socket.
 package canwire
 
 import (
