@@ -61,7 +61,7 @@ type Config struct {
 	// PluginDirs are the folders a board's bare plugin path is looked up in
 	// before $PATH (default: berthd's own folder).
 	PluginDirs []string
-	Log          *slog.Logger
+	Log        *slog.Logger
 }
 
 func (c *Config) defaults() error {

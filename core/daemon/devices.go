@@ -5,10 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 
@@ -184,9 +185,10 @@ func (m *deviceManager) serve(s *stack.Spec) (string, error) {
 	open := func(ctx context.Context, name string) (can.Bus, error) {
 		m.mu.Lock()
 		g, ok := sock.grants[name]
+		names := slices.Sorted(maps.Keys(sock.grants))
 		m.mu.Unlock()
 		if !ok {
-			return nil, fmt.Errorf("container %s has no CAN grant %q (it holds %s): %w", container, name, grantNames(sock, &m.mu), canwire.ErrUnknownGrant)
+			return nil, fmt.Errorf("container %s has no CAN grant %q (it holds %s): %w", container, name, strings.Join(names, ", "), canwire.ErrUnknownGrant)
 		}
 		return m.broker.Open(ctx, container, g)
 	}
@@ -199,17 +201,6 @@ func (m *deviceManager) serve(s *stack.Spec) (string, error) {
 	m.sockets[id] = sock
 	m.log.Debug("device socket ready", "container", id, "path", l.Addr().String())
 	return dir, nil
-}
-
-func grantNames(s *deviceSocket, mu *sync.Mutex) string {
-	mu.Lock()
-	defer mu.Unlock()
-	var names []string
-	for n := range s.grants {
-		names = append(names, fmt.Sprintf("%q", n))
-	}
-	sort.Strings(names)
-	return strings.Join(names, ", ")
 }
 
 // remove ends the container's device socket and its sessions and removes

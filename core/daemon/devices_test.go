@@ -208,6 +208,27 @@ func TestGrantsAreEnforcedInRealContainers(t *testing.T) {
 	}
 }
 
+// sendUntilLogged sends frames with id (a counter as data) every 200 ms
+// until container logs want, for up to 20 s: sends fail while a plugin is
+// down, and a session that is reconnecting misses what is sent meanwhile.
+func sendUntilLogged(t *testing.T, b *berthd, bus can.Bus, id uint32, container, want string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for i := 0; ; i++ {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		bus.Send(ctx, can.Frame{ID: id, Data: []byte{byte(i)}})
+		cancel()
+		out, _ := b.berth("logs", container)
+		if strings.Contains(out, want) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s never logged %q:\n%s\nberthd:\n%s", container, want, out, b.log)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
 // waitSessions waits until can0 has at least n container sessions.
 func waitSessions(t *testing.T, b *berthd, n int) {
 	t.Helper()
@@ -269,20 +290,7 @@ func TestPluginCrashMidStreamKeepsContainers(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The plugin comes back; the same container session sees new frames.
-	deadline := time.Now().Add(20 * time.Second)
-	for i := 2; ; i++ {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		op.Send(ctx, can.Frame{ID: 0x102, Data: []byte{byte(i)}}) // Unavailable while the plugin is down
-		cancel()
-		if out, _ := b.berth("logs", "reader-a"); strings.Contains(out, "a 102#") {
-			break
-		}
-		if time.Now().After(deadline) {
-			out, _ := b.berth("logs", "reader-a")
-			t.Fatalf("reader-a saw nothing after the plugin restart:\n%s\nberthd:\n%s", out, b.log)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	sendUntilLogged(t, b, op, 0x102, "reader-a", "a 102#")
 	if pluginPid(t, b) == old {
 		t.Error("the plugin was not restarted")
 	}

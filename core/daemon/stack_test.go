@@ -95,8 +95,7 @@ func TestDemoStackSurvivesBerthdKill9(t *testing.T) {
 	// The CAN containers reconnect to their device sockets, now served by
 	// the new berthd, and receive again without restarting.
 	op := operatorBus(t, b)
-	send(t, op, 0x1AB, 0x42)
-	waitLog(t, b, "speedo", "powertrain 1AB#42")
+	sendUntilLogged(t, b, op, 0x1AB, "speedo", "powertrain 1AB#")
 
 	// Logs written before the restart are still there.
 	if out := b.mustBerth("logs", "sensor"); !strings.Contains(out, "temperature") {
