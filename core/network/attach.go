@@ -9,6 +9,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // Attachment is one network interface of a container.
@@ -61,7 +62,7 @@ func (m *Manager) Attach(ctx context.Context, stack, container, netnsPath string
 		return nil, fmt.Errorf("attach container %q: open netns %s: %w", container, netnsPath, err)
 	}
 	defer ns.Close()
-	ch, err := netlink.NewHandleAt(ns)
+	ch, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
 	if err != nil {
 		return nil, fmt.Errorf("attach container %q: netlink in %s: %w", container, netnsPath, err)
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // Manager makes and removes berth's bridges and veths in one host network
@@ -119,7 +120,7 @@ func NewManager(stateDir string, log *slog.Logger, opts ...Option) (*Manager, er
 	if err != nil {
 		return nil, fmt.Errorf("network manager: %w", err)
 	}
-	h, err := netlink.NewHandleAt(o.hostNS)
+	h, err := netlink.NewHandleAt(o.hostNS, unix.NETLINK_ROUTE)
 	if err != nil {
 		return nil, fmt.Errorf("network manager: netlink: %w", err)
 	}

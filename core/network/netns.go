@@ -34,12 +34,19 @@ func NewNetNS(path string) (err error) {
 		}
 	}()
 
-	// Unshare in a goroutine that locks its thread and never unlocks it: when
-	// the goroutine returns, the Go runtime ends the thread instead of
-	// reusing one left in the new namespace.
+	// Unshare in a goroutine that locks its thread, and return the thread to
+	// its namespace before unlocking it. Should that fail, the goroutine
+	// returns still locked and the Go runtime ends the thread (or, on the
+	// main thread, parks it) rather than reuse it in the new namespace.
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
+		orig, err := os.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()))
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer orig.Close()
 		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
 			errc <- fmt.Errorf("unshare: %w", err)
 			return
@@ -50,6 +57,9 @@ func NewNetNS(path string) (err error) {
 			return
 		}
 		errc <- nil
+		if unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET) == nil {
+			runtime.UnlockOSThread()
+		}
 	}()
 	if err := <-errc; err != nil {
 		return fmt.Errorf("create netns %s: %w", path, err)
@@ -67,7 +77,7 @@ func setLoopbackUp(path string) error {
 		return fmt.Errorf("open: %w", err)
 	}
 	defer ns.Close()
-	h, err := netlink.NewHandleAt(ns)
+	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
 	if err != nil {
 		return fmt.Errorf("netlink: %w", err)
 	}
