@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"syscall"
@@ -64,24 +65,88 @@ type options struct {
 	bin, images, runtime string
 	runs                 int
 	json                 bool
+	only                 string // "", "stack" or "can"
+	cpuProfile           string // write this process's CPU profile here
 }
+
+const usage = "usage: berth-bench [-bin DIR] [-images DIR] [-runtime NAME] [-n RUNS] [-only stack|can] [-json] [-cpuprofile FILE]"
 
 func run(args []string) error {
 	fs := flag.NewFlagSet("berth-bench", flag.ContinueOnError)
 	var o options
-	fs.StringVar(&o.bin, "bin", "bin", "directory holding berthd, berth and berth-monitor (make build)")
+	fs.StringVar(&o.bin, "bin", "bin", "directory holding berthd, berth, berth-monitor and berth-plugin-vcan (make build)")
 	fs.StringVar(&o.images, "images", "build/images", "directory holding the image archives (make images)")
 	fs.StringVar(&o.runtime, "runtime", "crun", "berthd's preferred OCI runtime; the baseline uses the one berthd selects")
 	fs.IntVar(&o.runs, "n", 5, "cold-start runs of each kind, alternating")
 	fs.BoolVar(&o.json, "json", false, "print the results as JSON instead of a table")
+	fs.StringVar(&o.only, "only", "", `run one part only: "stack" (cold start, berthd RSS, disk) or "can" (CAN broker fan-out and latency, plugin RSS; needs no root)`)
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write berth-bench's own CPU profile (the broker, the device socket, the readers in the CAN part) to `FILE`, for go tool pprof")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 || o.runs < 1 {
-		return errors.New("usage: berth-bench [-bin DIR] [-images DIR] [-runtime NAME] [-n RUNS] [-json]")
+		return errors.New(usage)
 	}
+	var stackPart, canPart bool
+	switch o.only {
+	case "":
+		stackPart, canPart = true, true
+	case "stack":
+		stackPart = true
+	case "can":
+		canPart = true
+	default:
+		return fmt.Errorf("-only %q: want stack or can; %s", o.only, usage)
+	}
+	if stackPart {
+		if err := checkStack(o); err != nil {
+			return err
+		}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if o.cpuProfile != "" {
+		f, err := os.Create(o.cpuProfile)
+		if err != nil {
+			return fmt.Errorf("-cpuprofile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("-cpuprofile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
+
+	rep := &report{Machine: hostMachine()}
+	if stackPart {
+		if err := measureStack(ctx, o, rep); err != nil {
+			return err
+		}
+	}
+	if canPart {
+		bin, err := filepath.Abs(o.bin)
+		if err != nil {
+			return err
+		}
+		if rep.CAN, err = measureCAN(ctx, bin, logf); err != nil {
+			if ctx.Err() != nil {
+				return errors.New("interrupted")
+			}
+			return err
+		}
+	}
+	if o.json {
+		return rep.writeJSON(os.Stdout)
+	}
+	rep.writeTable(os.Stdout)
+	return nil
+}
+
+// checkStack checks what the stack part needs: root, the binaries and the
+// image archives.
+func checkStack(o options) error {
 	if os.Geteuid() != 0 {
-		return errors.New("needs root: berthd mounts overlays and runs containers (try: sudo make bench)")
+		return errors.New("needs root: berthd mounts overlays and runs containers (try: sudo make bench, or -only can)")
 	}
 	for _, name := range []string{"berthd", "berth", "berth-monitor"} {
 		if _, err := os.Stat(filepath.Join(o.bin, name)); err != nil {
@@ -93,80 +158,76 @@ func run(args []string) error {
 			return fmt.Errorf("%w (run make images)", err)
 		}
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
+	return nil
+}
 
+// measureStack runs the stack part on its own berthd, fills rep's stack
+// figures and cleans up, also on failure.
+func measureStack(ctx context.Context, o options, rep *report) error {
 	b, err := newBench(o)
 	if err != nil {
 		return err
 	}
-	rep, err := b.measure(ctx)
+	err = b.measure(ctx, rep)
 	if err != nil && ctx.Err() != nil {
 		err = errors.New("interrupted") // the rest is the fallout of cancelling
 	}
 	if cerr := b.cleanup(); cerr != nil {
 		err = errors.Join(err, fmt.Errorf("cleanup: %w", cerr))
 	}
-	if err != nil {
-		return err
-	}
-	if o.json {
-		return rep.writeJSON(os.Stdout)
-	}
-	rep.writeTable(os.Stdout)
-	return nil
+	return err
 }
 
-// measure runs the whole benchmark on a started bench and returns its
-// report. The caller cleans up.
-func (b *bench) measure(ctx context.Context) (*report, error) {
-	rep := &report{Runs: b.opts.runs, Network: "none", Containers: len(containers)}
+// measure runs the stack part on a new bench and fills rep's stack
+// figures. The caller cleans up.
+func (b *bench) measure(ctx context.Context, rep *report) error {
+	rep.Runs, rep.Network, rep.Containers = b.opts.runs, "none", len(containers)
 	if err := b.startDaemon(ctx); err != nil {
-		return nil, err
+		return err
 	}
 	var err error
-	if rep.Machine, err = b.machine(ctx); err != nil {
-		return nil, err
+	if err = b.ociRuntime(ctx, &rep.Machine); err != nil {
+		return err
 	}
 	b.logf("machine: %s, %d cores, Linux %s, %s", rep.Machine.CPU, rep.Machine.Cores, rep.Machine.Kernel, rep.Machine.RuntimeVersion)
 	for _, name := range benchImages {
 		if _, err := b.berth(ctx, "image", "import", filepath.Join(b.opts.images, name)); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	if rep.RSS.ImportKiB, err = b.idleRSS(ctx); err != nil {
-		return nil, err
+		return err
 	}
 	// The figure that counts is berthd started on a store that holds the
 	// images, as on an ECU's boot, without the garbage of importing them.
 	b.stopDaemon()
 	if err := b.startDaemon(ctx); err != nil {
-		return nil, fmt.Errorf("restart berthd: %w", err)
+		return fmt.Errorf("restart berthd: %w", err)
 	}
 	if rep.RSS.IdleKiB, err = b.idleRSS(ctx); err != nil {
-		return nil, err
+		return err
 	}
 
 	// Warm-up: the first up unpacks the layers; it is not timed. While it
 	// is up, measure memory and disk and copy the bundles for the baseline.
 	b.logf("warm-up: berth up (unpacks the layers once)")
 	if _, err := b.upBerth(ctx); err != nil {
-		return nil, err
+		return err
 	}
 	if rep.RSS.StackKiB, err = b.idleRSS(ctx); err != nil {
-		return nil, err
+		return err
 	}
 	if rep.RSS.Monitors, rep.RSS.MonitorKiB, err = b.monitorsRSS(); err != nil {
-		return nil, err
+		return err
 	}
 	if rep.Storage, err = b.storage(ctx); err != nil {
-		return nil, err
+		return err
 	}
 	if err := b.prepareDirect(ctx); err != nil {
-		return nil, err
+		return err
 	}
 	if err := b.downBerth(ctx); err != nil {
-		return nil, err
+		return err
 	}
 
 	for i := range b.opts.runs {
@@ -193,14 +254,14 @@ func (b *bench) measure(ctx context.Context) (*report, error) {
 				}
 			}
 			if err != nil {
-				return nil, fmt.Errorf("run %d: %w", i+1, err)
+				return fmt.Errorf("run %d: %w", i+1, err)
 			}
 		}
 		b.logf("run %d/%d: berth %.1f ms, %s %.1f ms", i+1, b.opts.runs,
 			rep.Cold.BerthMs[i], rep.Machine.Runtime, rep.Cold.DirectMs[i])
 	}
 	rep.finish()
-	return rep, nil
+	return nil
 }
 
 // idleRSS leaves berthd idle for idleWait and returns its RSS in KiB.

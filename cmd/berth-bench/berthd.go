@@ -69,7 +69,10 @@ func newBench(o options) (*bench, error) {
 	return b, nil
 }
 
-func (b *bench) logf(format string, args ...any) {
+func (b *bench) logf(format string, args ...any) { logf(format, args...) }
+
+// logf prints a progress line on stderr.
+func logf(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "berth-bench: "+format+"\n", args...)
 }
 
@@ -197,34 +200,37 @@ func (b *bench) downBerth(ctx context.Context) error {
 	return nil
 }
 
-// machine describes the host and the runtime berthd selected, and sets
-// b.rt to that runtime for the baseline.
-func (b *bench) machine(ctx context.Context) (machine, error) {
+// hostMachine describes the host.
+func hostMachine() machine {
 	m := machine{CPU: cpuModel(), Cores: runtime.NumCPU()}
 	var u unix.Utsname
 	if err := unix.Uname(&u); err == nil {
 		m.Kernel = unix.ByteSliceToString(u.Release[:])
 	}
+	return m
+}
+
+// ociRuntime adds the OCI runtime berthd selected to m, and sets b.rt to that
+// runtime for the baseline.
+func (b *bench) ociRuntime(ctx context.Context, m *machine) error {
 	out, err := b.berth(ctx, "version", "--json")
 	if err != nil {
-		return m, err
+		return err
 	}
 	var v struct {
 		Server *struct{ Runtime string } `json:"server"`
 	}
 	if err := json.Unmarshal(out, &v); err != nil || v.Server == nil {
-		return m, fmt.Errorf("berth version --json: no server runtime in %q (%v)", out, err)
+		return fmt.Errorf("berth version --json: no server runtime in %q (%v)", out, err)
 	}
 	name, _, _ := strings.Cut(v.Server.Runtime, " ") // "runc 1.1.5"
 	b.rt, err = oci.New(name, oci.WithRoot(filepath.Join(b.tmp, "direct", "runtime")))
 	if err != nil {
-		return m, err
+		return err
 	}
 	m.Runtime = b.rt.Name
-	if m.RuntimeVersion, err = b.rt.Version(ctx); err != nil {
-		return m, err
-	}
-	return m, nil
+	m.RuntimeVersion, err = b.rt.Version(ctx)
+	return err
 }
 
 // cleanup undoes everything the bench did, best effort, and returns what

@@ -14,20 +14,23 @@ import (
 )
 
 // rssKiB is the VmRSS of process pid, in KiB.
-func rssKiB(pid int) (int64, error) {
+func rssKiB(pid int) (int64, error) { return statusKiB(pid, "VmRSS") }
+
+// statusKiB is the field key of /proc/PID/status, a size in KiB.
+func statusKiB(pid int, key string) (int64, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0, fmt.Errorf("rss: %w", err)
 	}
 	for line := range strings.SplitSeq(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+		if v, ok := strings.CutPrefix(line, key+":"); ok {
 			f := strings.Fields(v) // "12345 kB"
 			if len(f) > 0 {
 				return strconv.ParseInt(f[0], 10, 64)
 			}
 		}
 	}
-	return 0, fmt.Errorf("rss: no VmRSS in /proc/%d/status", pid)
+	return 0, fmt.Errorf("rss: no %s in /proc/%d/status", key, pid)
 }
 
 // monitorPids returns the berth-monitor processes serving containers under

@@ -18,8 +18,8 @@ type machine struct {
 	CPU            string `json:"cpu"`
 	Cores          int    `json:"cores"`
 	Kernel         string `json:"kernel"`
-	Runtime        string `json:"runtime"`
-	RuntimeVersion string `json:"runtime_version"`
+	Runtime        string `json:"runtime,omitempty"` // the stack part's only
+	RuntimeVersion string `json:"runtime_version,omitempty"`
 }
 
 type coldStart struct {
@@ -58,14 +58,17 @@ type storage struct {
 	Pass             bool    `json:"pass"`
 }
 
+// report is a run's figures: the stack part's (zero when it did not run)
+// and the CAN part's (nil when it did not run).
 type report struct {
-	Machine    machine   `json:"machine"`
-	Containers int       `json:"containers"`
-	Network    string    `json:"network_mode"`
-	Runs       int       `json:"runs"`
-	Cold       coldStart `json:"cold_start"`
-	RSS        memory    `json:"berthd_rss"`
-	Storage    storage   `json:"storage"`
+	Machine    machine    `json:"machine"`
+	Containers int        `json:"containers,omitzero"`
+	Network    string     `json:"network_mode,omitzero"`
+	Runs       int        `json:"runs,omitzero"`
+	Cold       coldStart  `json:"cold_start,omitzero"`
+	RSS        memory     `json:"berthd_rss,omitzero"`
+	Storage    storage    `json:"storage,omitzero"`
+	CAN        *canReport `json:"can,omitempty"`
 }
 
 // finish computes the medians, ratios and verdicts.
@@ -105,7 +108,37 @@ func (r *report) writeJSON(w io.Writer) error {
 // figure with its baseline and ratio, and a verdict per target.
 func (r *report) writeTable(w io.Writer) {
 	m := r.Machine
-	fmt.Fprintf(w, "machine: %s, %d cores, Linux %s, %s\n", m.CPU, m.Cores, m.Kernel, m.RuntimeVersion)
+	fmt.Fprintf(w, "machine: %s, %d cores, Linux %s", m.CPU, m.Cores, m.Kernel)
+	if m.RuntimeVersion != "" {
+		fmt.Fprintf(w, ", %s", m.RuntimeVersion)
+	}
+	fmt.Fprintln(w)
+	if r.Containers > 0 {
+		r.writeStack(w)
+	}
+	if r.CAN != nil {
+		fmt.Fprintln(w)
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		r.CAN.writeTable(tw)
+		tw.Flush()
+		fmt.Fprintln(w)
+		r.CAN.writeNotes(w)
+	}
+	fmt.Fprintln(w)
+	if r.Containers > 0 {
+		c, s, rss := r.Cold, r.Storage, r.RSS
+		fmt.Fprintf(w, "%s cold start <= %.1fx %s\n", verdict(c.Pass), c.Target, m.Runtime)
+		fmt.Fprintf(w, "%s berthd RSS <= %.0f MiB\n", verdict(rss.Pass), rss.TargetMiB)
+		fmt.Fprintf(w, "%s shared storage within %.0f %% of the unique layers\n", verdict(s.Pass), (s.Target-1)*100)
+	}
+	if r.CAN != nil {
+		r.CAN.writeVerdicts(w)
+	}
+}
+
+// writeStack prints the stack part's figures.
+func (r *report) writeStack(w io.Writer) {
+	m := r.Machine
 	fmt.Fprintf(w, "stack:   %d containers (busybox + one small image each, sleep), network_mode = %q; %d runs of each, alternating\n\n",
 		r.Containers, r.Network, r.Runs)
 
@@ -128,10 +161,7 @@ func (r *report) writeTable(w io.Writer) {
 		mib(s.StoredBytes), mib(s.CopiesBytes), s.VsCopies)
 	tw.Flush()
 	fmt.Fprintf(w, "\ncold start runs (ms): berth %v, %s %v\n", c.BerthMs, m.Runtime, c.DirectMs)
-	fmt.Fprintf(w, "disk: layers + %.1f KiB in 5 upper dirs; allocated blocks, hard links once\n\n", float64(s.UpperBytes)/1024)
-	fmt.Fprintf(w, "%s cold start <= %.1fx %s\n", verdict(c.Pass), c.Target, m.Runtime)
-	fmt.Fprintf(w, "%s berthd RSS <= %.0f MiB\n", verdict(rss.Pass), rss.TargetMiB)
-	fmt.Fprintf(w, "%s shared storage within %.0f %% of the unique layers\n", verdict(s.Pass), (s.Target-1)*100)
+	fmt.Fprintf(w, "disk: layers + %.1f KiB in 5 upper dirs; allocated blocks, hard links once\n", float64(s.UpperBytes)/1024)
 }
 
 func verdict(pass bool) string {
