@@ -17,12 +17,13 @@ export CGO_ENABLED := 0
 # Debian packages berth needs at run and test time: the OCI runtimes,
 # busybox-static (the demo and test images, and the HIL VM's initramfs),
 # iproute2, util-linux (unshare, for tests that run berthd in its own network
-# namespace) and qemu-system-x86 (the HIL VM, for tests that need kernel CAN).
-DEB_PACKAGES := runc crun busybox-static iproute2 util-linux qemu-system-x86
+# namespace) and qemu-system-x86 (the HIL VM, for tests that need kernel CAN);
+# can-utils (candump, cansend, cangw: the HIL VM's independent CAN check).
+DEB_PACKAGES := runc crun busybox-static iproute2 util-linux qemu-system-x86 can-utils
 
 # Packages whose tests need a real kernel's devices (vcan, i2c-stub): make hil
 # runs each inside a small qemu VM with Debian's stock kernel (core/hil).
-HIL_PKGS := ./board-support/qemu-x86_64/smoke/... ./plugins/socketcan/...
+HIL_PKGS := ./board-support/qemu-x86_64/smoke/... ./plugins/socketcan/... ./board-support/qemu-x86_64/containers/... ./core/cannative/...
 
 .PHONY: all build images deps test hil vet demo demo-down bench clean generate
 

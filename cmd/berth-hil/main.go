@@ -6,8 +6,10 @@
 //	CGO_ENABLED=0 go test -exec "go run ./cmd/berth-hil" ./plugins/socketcan
 //
 // go test's flags (-v, -run, -json, -timeout) reach the guest unchanged; the
-// test's output and exit status come back. `berth-hil -prepare` only fetches
-// the kernel and builds the initramfs (both cached, see core/hil).
+// test's output and exit status come back. The package's testdata/ goes
+// along, and what its hil.hcl names (Go programs built static, host
+// programs, files; see core/hil.Manifest). `berth-hil -prepare` only
+// fetches the kernel and builds the initramfs (both cached, see core/hil).
 //
 // Environment: BERTH_HIL_CACHE (cache root, default $XDG_CACHE_HOME/berth/hil),
 // BERTH_HIL_ACCEL (auto, tcg or kvm; default auto), BERTH_HIL_QEMU,

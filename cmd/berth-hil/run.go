@@ -38,23 +38,29 @@ func run(args []string) (int, error) {
 	defer stop()
 
 	prepare := len(args) == 1 && (args[0] == "-prepare" || args[0] == "--prepare")
-	if !prepare {
-		// Refuse a dynamic binary before fetching anything.
-		if err := hil.CheckStatic(args[0]); err != nil {
-			return 1, err
-		}
-	}
 	cacheRoot, err := cacheRoot()
 	if err != nil {
 		return 1, err
 	}
 	start := time.Now()
+	var payload hil.Payload
+	if !prepare {
+		// Refuse a bad test binary or manifest before fetching anything.
+		if payload, err = newPayload(ctx, args, cacheRoot); err != nil {
+			return 1, err
+		}
+		log.Debug("payload ready", "files", len(payload.Files), "elapsed", time.Since(start))
+	}
 	kernel, err := hil.FetchKernel(ctx, cacheRoot, hil.DefaultModules(), log)
 	if err != nil {
 		return 1, err
 	}
 	busybox := envOr("BERTH_HIL_BUSYBOX", "/bin/busybox")
-	base, err := hil.BuildBase(kernel, busybox)
+	tools, err := hil.ToolFiles(hil.DefaultTools())
+	if err != nil {
+		return 1, err
+	}
+	base, err := hil.BuildBase(kernel, busybox, tools)
 	if err != nil {
 		return 1, err
 	}
@@ -76,22 +82,21 @@ func run(args []string) (int, error) {
 	}
 	log.Debug("guest ready", "kernel", kernel.Package, "version", kernel.Version, "accel", vm.Accel, "elapsed", time.Since(start))
 	if prepare {
-		fmt.Printf("berth-hil: kernel %s %s, initramfs %s, accel %s (%.1fs)\n",
-			kernel.Package, kernel.Version, base, vm.Accel, time.Since(start).Seconds())
+		fmt.Printf("berth-hil: kernel %s %s, initramfs %s (%s), accel %s (%.1fs)\n",
+			kernel.Package, kernel.Version, base, fileSize(base), vm.Accel, time.Since(start).Seconds())
 		return 0, nil
 	}
 
-	payload := hil.Payload{Binary: args[0], Args: args[1:]}
-	// go test runs the test binary (and so this wrapper) in the package
-	// directory; its testdata goes along.
-	if st, err := os.Stat("testdata"); err == nil && st.IsDir() {
-		payload.Testdata = "testdata"
-	}
 	ctx, cancel := context.WithTimeout(ctx, bootTimeout(args[1:]))
 	defer cancel()
 	res, err := vm.Run(ctx, payload, os.Stdout)
 	if err != nil {
 		return 1, err
+	}
+	for line := range strings.Lines(res.Console) {
+		if strings.HasPrefix(line, "berth-hil: ") { // the guest init's own lines: timings, failed modules
+			log.Debug("guest console", "line", strings.TrimSpace(line))
+		}
 	}
 	if res.ExitCode != 0 {
 		// A failing test may be the guest's fault (a module that did not
@@ -100,6 +105,35 @@ func run(args []string) (int, error) {
 			res.ExitCode, res.Elapsed.Seconds(), res.Console)
 	}
 	return res.ExitCode, nil
+}
+
+// newPayload returns the payload for `berth-hil TESTBINARY ARGS...`: go
+// test runs the test binary (and so this wrapper) in the package
+// directory, so that directory's testdata and what its manifest
+// (hil.ManifestName) names go along.
+func newPayload(ctx context.Context, args []string, cacheRoot string) (hil.Payload, error) {
+	if err := hil.CheckStatic(args[0]); err != nil {
+		return hil.Payload{}, err
+	}
+	p := hil.Payload{Binary: args[0], Args: args[1:]}
+	if st, err := os.Stat("testdata"); err == nil && st.IsDir() {
+		p.Testdata = "testdata"
+	}
+	m, err := hil.LoadManifest(".")
+	if err != nil || m == nil {
+		return p, err
+	}
+	p.Files, err = m.Resolve(ctx, cacheRoot)
+	return p, err
+}
+
+// fileSize is the size of the file at path, in MB, for a log line.
+func fileSize(path string) string {
+	st, err := os.Stat(path)
+	if err != nil {
+		return "size unknown"
+	}
+	return fmt.Sprintf("%.1f MB", float64(st.Size())/1e6)
 }
 
 // bootTimeout is the hard limit of one boot: the test binary's

@@ -1,8 +1,14 @@
 package main
 
 import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/berth-io/berth/core/hil"
 )
 
 func TestBootTimeout(t *testing.T) {
@@ -43,5 +49,25 @@ func TestRunRefusesBadInput(t *testing.T) {
 				t.Errorf("run(%q) = %d, %v; want %d and an error", tc.args, code, err, tc.code)
 			}
 		})
+	}
+}
+
+// TestRunRefusesBadManifest: a mistake in the package's hil.hcl is
+// reported, with its place, before anything is fetched or booted.
+func TestRunRefusesBadManifest(t *testing.T) {
+	bin, err := exec.LookPath("busybox")
+	if err != nil || hil.CheckStatic(bin) != nil {
+		t.Skip("needs a static busybox (busybox-static) as a stand-in test binary")
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, hil.ManifestName), []byte("files = { \"b\" = \"missing\" }\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(dir)
+	t.Setenv("BERTH_HIL_CACHE", t.TempDir())
+	code, err := run([]string{bin})
+	want := filepath.Join(dir, hil.ManifestName) + `:1:17: file "missing" for b`
+	if code != 1 || err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("run with a bad manifest = %d, %v; want 1 and an error containing %q", code, err, want)
 	}
 }

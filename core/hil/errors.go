@@ -22,4 +22,13 @@ var (
 	// ErrNoExitStatus reports a guest that stopped without writing the test's
 	// exit status: a kernel panic, a crash of /init, or a failed boot.
 	ErrNoExitStatus = errors.New("guest stopped without reporting an exit status")
+	// ErrLibraryNotFound reports a shared library a host program needs that
+	// is in none of the directories searched.
+	ErrLibraryNotFound = errors.New("shared library not found")
+	// ErrNotGuestBinary reports a host program that is not an x86-64 ELF
+	// executable, the only kind the guest runs.
+	ErrNotGuestBinary = errors.New("not an x86-64 ELF executable")
+	// ErrToolNotFound reports a program the guest image carries that is
+	// not installed on the host; the error names its Debian package.
+	ErrToolNotFound = errors.New("host program not found")
 )

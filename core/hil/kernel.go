@@ -26,11 +26,14 @@ const KernelMetapackage = "linux-image-amd64"
 
 // DefaultModules are the modules the HIL guest loads: SocketCAN with its
 // virtual devices and gateway, the I2C character device and stub chip, and
-// what containers need (overlayfs, veth, a bridge).
+// what containers and berthd need (overlayfs, veth, a bridge, and the
+// netlink families a netlink handle opens besides NETLINK_ROUTE: xfrm and
+// netfilter).
 func DefaultModules() []string {
 	return []string{
 		"can", "can_raw", "can_dev", "can_gw", "vcan", "vxcan",
 		"i2c_dev", "i2c_stub", "overlay", "veth", "bridge",
+		"xfrm_user", "nfnetlink",
 	}
 }
 

@@ -87,6 +87,9 @@ func (vm *VM) Run(ctx context.Context, p Payload, stdout io.Writer) (Result, err
 	if err := vm.writeInitrd(initrd, p, marker); err != nil {
 		return Result{}, fmt.Errorf("vm run: %w", err)
 	}
+	if st, err := os.Stat(initrd); err == nil {
+		vm.logger().Debug("initramfs written", "bytes", st.Size())
+	}
 	console := filepath.Join(tmp, "console.log")
 
 	cmd := exec.CommandContext(ctx, vm.QEMU, vm.args(initrd, console)...)

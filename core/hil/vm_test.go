@@ -66,8 +66,24 @@ func TestWritePayload(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// More files: one file, and a tree reached through a symlink.
+	extra := filepath.Join(dir, "extra")
+	for path, data := range map[string]string{filepath.Join(extra, "board.hcl"): "BOARD", filepath.Join(extra, "tree", "a", "b"): "B"} {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink("tree", filepath.Join(extra, "link")); err != nil {
+		t.Fatal(err)
+	}
 	var buf bytes.Buffer
-	p := Payload{Binary: bin, Args: []string{"-test.v=true", "-test.run=It's"}, Testdata: td}
+	p := Payload{Binary: bin, Args: []string{"-test.v=true", "-test.run=It's"}, Testdata: td, Files: []File{
+		{Name: "hil/pkg/board.hcl", Src: filepath.Join(extra, "board.hcl")},
+		{Name: "hil/bin/t", Src: filepath.Join(extra, "link")},
+	}}
 	if err := WritePayload(&buf, p, "MARK="); err != nil {
 		t.Fatal(err)
 	}
@@ -77,7 +93,8 @@ func TestWritePayload(t *testing.T) {
 			files[e.name] = e.data
 		}
 	}
-	if files["hil/pkg/pkg.test"] != "BINARY" || files["hil/pkg/testdata/sub/log.txt"] != "LOG" {
+	if files["hil/pkg/pkg.test"] != "BINARY" || files["hil/pkg/testdata/sub/log.txt"] != "LOG" ||
+		files["hil/pkg/board.hcl"] != "BOARD" || files["hil/bin/t/a/b"] != "B" {
 		t.Errorf("payload files = %v", files)
 	}
 	run := files["hil/run"]
