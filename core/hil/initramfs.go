@@ -14,9 +14,11 @@ import (
 )
 
 // ModuleParams are the parameters the guest passes to insmod per module:
-// the I2C stub gets one chip at 0x48, which the I2C tests use.
+// the I2C stub gets one chip at 0x48, which the I2C tests use; can-gw lets a
+// frame take two hops, so a frame one container sends through the native CAN
+// path reaches the others (core/cannative.MinHops).
 func ModuleParams() map[string]string {
-	return map[string]string{"i2c_stub": "chip_addr=0x48"}
+	return map[string]string{"i2c_stub": "chip_addr=0x48", "can_gw": "max_hops=2"}
 }
 
 // GuestEnv is set in the environment of the test binary in the guest, so a
