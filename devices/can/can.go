@@ -1,11 +1,14 @@
 // Package can owns the CAN device class contract: the [Frame] type and its
 // validation, and the small [Driver] / [Bus] / [Stream] interfaces a CAN
-// device plugin implements and the broker consumes. There is no protobuf in
-// the contract; the go-plugin gRPC shim sits beside it (plugin.go,
-// client.go, server.go; wire form in proto/). [Hub] is the fan-out every
-// driver needs between its receive path and its streams. Conversions to
-// and from go.einride.tech/can frames are in einride.go. Fakes and the
-// conformance suite every implementation runs are in can/cantest.
+// device plugin implements and the broker consumes, with the optional
+// [BatchSender] for bursts ([SendBatch] works on any Bus). There is no
+// protobuf in the contract; the go-plugin gRPC shim sits beside it
+// (plugin.go, client.go, server.go, and sender.go, which batches the
+// host's Sends on one stream per handle; wire form in proto/). [Hub] is
+// the fan-out every driver needs between its receive path and its
+// streams. Conversions to and from go.einride.tech/can frames are in
+// einride.go. Fakes and the conformance suite every implementation runs
+// are in can/cantest.
 package can
 
 import (
@@ -123,6 +126,10 @@ type Bus interface {
 	// [Frame.Validate] for the bus's mode is refused with an error
 	// wrapping [ErrInvalidFrame] (and the specific sentinel); a bus that
 	// is off or stopped refuses with [ErrBusOff] or [ErrBusStopped].
+	// Frames go on the bus in the order their Sends were made (Sends
+	// that overlap in time, in either order), and each Send returns its
+	// own frame's result, also among concurrent ones. When ctx ends
+	// first, Send returns ctx's error; the frame may have gone out.
 	Send(ctx context.Context, f Frame) error
 	// State returns the controller's current error state.
 	State(ctx context.Context) (State, error)

@@ -42,6 +42,14 @@ type Client struct {
 // Safe to call twice.
 func (c *Client) Kill() { c.pc.Kill() }
 
+// Pid returns the plugin process's ID (0 if it has not started).
+func (c *Client) Pid() int {
+	if rc := c.pc.ReattachConfig(); rc != nil {
+		return rc.Pid
+	}
+	return 0
+}
+
 // Exited reports whether the plugin process has exited.
 func (c *Client) Exited() bool { return c.pc.Exited() }
 

@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -17,6 +18,8 @@ import (
 	"github.com/berth-io/berth/devices"
 	"github.com/berth-io/berth/devices/can"
 	"github.com/berth-io/berth/devices/can/cantest"
+	"github.com/berth-io/berth/devices/sdk"
+	"github.com/berth-io/berth/plugins/internal/plugintest"
 )
 
 func TestFrameRoundTrip(t *testing.T) {
@@ -247,5 +250,40 @@ func TestMissingInterfaceUnhealthy(t *testing.T) {
 	}
 	if _, err := p.Open(context.Background(), "other"); !errors.Is(err, can.ErrUnknownDevice) {
 		t.Fatalf("open of an unknown device: %v", err)
+	}
+}
+
+// A started and configured plugin process stays within
+// plugintest.MaxIdleRSS. Its device names a missing interface (reported
+// unhealthy), so this runs on hosts without CAN.
+func TestIdleRSS(t *testing.T) {
+	bin, err := plugintest.Build("./cmd/berth-plugin-socketcan", t.TempDir())
+	if errors.Is(err, plugintest.ErrNoGo) {
+		t.Skipf("cannot build the plugin to measure it: %v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	sum, err := sdk.FileSHA256(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := sdk.Launch(ctx, bin, sdk.WithSHA256(sum))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Kill()
+	if err := c.Base.Configure(ctx, devs(map[string]map[string]cty.Value{"can0": {"interface": cty.StringVal("berthnocan0")}})); err != nil {
+		t.Fatal(err)
+	}
+	rss, err := plugintest.ReadRSS(c.Pid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("configured, idle: %v", rss)
+	if rss.Total > plugintest.MaxIdleRSS {
+		t.Errorf("idle plugin uses %v, more than %d KiB", rss, plugintest.MaxIdleRSS>>10)
 	}
 }

@@ -38,6 +38,7 @@
 // frames are classical only (16-byte struct can_frame), every sender hears
 // itself, and lo needs setting up (`ip link set lo multicast on`, a route
 // for 239.0.0.0/8). The unix socket hub needs no network set-up, carries
-// CAN FD, keeps order, and makes loss visible; see the package tests for
-// its throughput between two plugin processes.
+// CAN FD, keeps order, and makes loss visible; BenchmarkHub and
+// BenchmarkProcesses measure its throughput, the latter between two
+// plugin processes through the gRPC shim.
 package vcan

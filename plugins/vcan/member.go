@@ -28,10 +28,11 @@ const (
 	maxBackoff = 500 * time.Millisecond
 )
 
-// member is one bus handle's connection to the hub: a canplugin.Port. When
-// the hub goes away (its host process died), the member hosts a new hub
-// or joins the one another process now hosts, and carries on; frames in
-// flight at that moment are lost, as on a bus that glitched.
+// member is one bus handle's connection to the hub: a
+// canplugin.BatchPort. When the hub goes away (its host process died),
+// the member hosts a new hub or joins the one another process now hosts,
+// and carries on; frames in flight at that moment are lost, as on a bus
+// that glitched.
 type member struct {
 	p       *Plugin
 	bus     string
@@ -50,6 +51,8 @@ type member struct {
 	drained chan struct{} // closed and replaced whenever the writer takes out
 	closed  bool
 }
+
+var _ canplugin.BatchPort = (*member)(nil)
 
 // join connects a new member to bus; it fails if the hub refuses it.
 func (p *Plugin) join(ctx context.Context, bus string, mode can.Mode, deliver canplugin.Deliver) (*member, error) {
@@ -254,31 +257,42 @@ func (m *member) writeLoop(conn net.Conn, connDone <-chan struct{}) {
 
 // Send queues f for the hub.
 func (m *member) Send(ctx context.Context, f can.Frame) error {
-	for {
+	_, err := m.SendBatch(ctx, []can.Frame{f})
+	return err
+}
+
+// SendBatch queues frames for the hub, in order, waiting while the queue
+// is full; it implements canplugin.BatchPort.
+func (m *member) SendBatch(ctx context.Context, frames []can.Frame) (int, error) {
+	n := 0
+	for n < len(frames) {
 		m.mu.Lock()
 		if m.closed {
 			m.mu.Unlock()
-			return can.ErrClosed
+			return n, can.ErrClosed
 		}
 		if len(m.out) < sendQueue {
-			m.out = appendFrame(m.out, f, 0)
+			for ; n < len(frames) && len(m.out) < sendQueue; n++ {
+				m.out = appendFrame(m.out, frames[n], 0)
+			}
 			m.mu.Unlock()
 			select {
 			case m.wake <- struct{}{}:
 			default:
 			}
-			return nil
+			continue
 		}
 		drained := m.drained
 		m.mu.Unlock()
 		select {
 		case <-drained:
 		case <-ctx.Done():
-			return fmt.Errorf("transmit queue full: %w", ctx.Err())
+			return n, fmt.Errorf("transmit queue full: %w", ctx.Err())
 		case <-m.ctx.Done():
-			return can.ErrClosed
+			return n, can.ErrClosed
 		}
 	}
+	return n, nil
 }
 
 // State is error-active: the virtual bus has no error states.

@@ -4,13 +4,18 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"github.com/berth-io/berth/devices/can"
+	"github.com/berth-io/berth/devices/can/cantest"
 	"github.com/berth-io/berth/devices/sdk"
+	"github.com/berth-io/berth/plugins/internal/plugintest"
 )
 
 // pluginBin is the plugin binary TestMain builds.
@@ -22,10 +27,9 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	pluginBin = filepath.Join(dir, "berth-plugin-vcan")
-	out, err := exec.Command("go", "build", "-o", pluginBin, "./cmd/berth-plugin-vcan").CombinedOutput()
+	pluginBin, err = plugintest.Build("./cmd/berth-plugin-vcan", dir)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "build plugin: %v\n%s", err, out)
+		fmt.Fprintln(os.Stderr, err)
 		os.RemoveAll(dir)
 		os.Exit(1)
 	}
@@ -35,7 +39,7 @@ func TestMain(m *testing.M) {
 }
 
 // launch starts the plugin binary configured for socket, as berthd would.
-func launch(t *testing.T, ctx context.Context, socket string) *sdk.Client {
+func launch(t testing.TB, ctx context.Context, socket string) *sdk.Client {
 	t.Helper()
 	sum, err := sdk.FileSHA256(pluginBin)
 	if err != nil {
@@ -55,7 +59,7 @@ func launch(t *testing.T, ctx context.Context, socket string) *sdk.Client {
 	return c
 }
 
-func openBus(t *testing.T, ctx context.Context, d can.Driver, dev string) (can.Bus, can.Stream) {
+func openBus(t testing.TB, ctx context.Context, d can.Driver, dev string) (can.Bus, can.Stream) {
 	t.Helper()
 	b, err := d.Open(ctx, dev)
 	if err != nil {
@@ -158,9 +162,10 @@ func TestTwoProcesses(t *testing.T) {
 }
 
 // The throughput between two plugin processes, through the gRPC shim as
-// the broker uses them: one process sends (one Send RPC per frame, as the
-// contract has it), the other receives; the sender keeps a window of
+// the broker uses them today: one process sends, one Send at a time (a
+// round trip each), the other receives; the sender keeps a window of
 // frames in flight so the receiver keeps up and nothing is lost.
+// BenchmarkProcesses measures concurrent and batched senders too.
 func TestThroughputBetweenProcesses(t *testing.T) {
 	if testing.Short() {
 		t.Skip("throughput measurement skipped in -short")
@@ -212,4 +217,98 @@ func TestThroughputBetweenProcesses(t *testing.T) {
 	}
 	el := time.Since(start)
 	t.Logf("%d frames between two plugin processes in %v: %.0f frames/s", n, el, float64(n)/el.Seconds())
+}
+
+// The conformance suite against the plugin as a real process, through
+// the gRPC shim as berthd uses it; each case gets its own process and
+// hub.
+func TestProcessConformance(t *testing.T) {
+	cantest.Run(t, "process", func(t *testing.T) cantest.Harness {
+		ctx, cancel := context.WithTimeout(context.Background(), cantest.Timeout)
+		defer cancel()
+		s := testSocket()
+		c := launch(t, ctx, s)
+		return cantest.Harness{Driver: c.CAN, Device: "vcan0", Inject: inject(s, "vcan0", can.Classical)}
+	})
+}
+
+// When the plugin process dies (SIGKILL), the Sends waiting on it fail
+// with Unavailable, which the plugin host turns into its unavailable
+// error; none hangs.
+func TestProcessCrashFailsPendingSends(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c := launch(t, ctx, testSocket())
+	tx, _ := openBus(t, ctx, c.CAN, "vcan0")
+	const senders = 16
+	var (
+		mu   sync.Mutex
+		sent int
+	)
+	errc := make(chan error, senders)
+	for k := range senders {
+		go func() {
+			for i := 0; ; i++ {
+				if err := tx.Send(ctx, seqFrame(k<<12|i, false)); err != nil {
+					errc <- err
+					return
+				}
+				mu.Lock()
+				sent++
+				mu.Unlock()
+			}
+		}()
+	}
+	waitSent := time.NewTicker(time.Millisecond)
+	defer waitSent.Stop()
+	for n := 0; n < 1000; {
+		select {
+		case <-waitSent.C:
+			mu.Lock()
+			n = sent
+			mu.Unlock()
+		case err := <-errc:
+			t.Fatalf("send before the crash: %v", err)
+		case <-ctx.Done():
+			t.Fatal("senders did not get 1000 frames out")
+		}
+	}
+	if err := syscall.Kill(c.Pid(), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	for range senders {
+		select {
+		case err := <-errc:
+			if status.Code(err) != codes.Unavailable {
+				t.Errorf("send when the plugin died: %v (code %v), want Unavailable", err, status.Code(err))
+			}
+		case <-ctx.Done():
+			t.Fatal("a send still hangs after the plugin died")
+		}
+	}
+}
+
+// A started and configured plugin stays within plugintest.MaxIdleRSS; so
+// does one serving an open bus with a receive stream (berthd's steady
+// state), reported for reference.
+func TestIdleRSS(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c := launch(t, ctx, testSocket())
+	rss, err := plugintest.ReadRSS(c.Pid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("configured, idle: %v", rss)
+	if rss.Total > plugintest.MaxIdleRSS {
+		t.Errorf("idle plugin uses %v, more than %d KiB", rss, plugintest.MaxIdleRSS>>10)
+	}
+	tx, _ := openBus(t, ctx, c.CAN, "vcan0")
+	if err := sendAll(ctx, tx, 1000, false); err != nil {
+		t.Fatal(err)
+	}
+	if rss, err = plugintest.ReadRSS(c.Pid()); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("a bus open, 1000 frames sent: %v", rss)
 }

@@ -331,3 +331,83 @@ func TestHubFailover(t *testing.T) {
 		}
 	}
 }
+
+// stuckHub hosts a hub at socket that welcomes members and then never
+// reads from them, so their transmit queues fill. It ends with the test.
+func stuckHub(t *testing.T, socket string) {
+	t.Helper()
+	ln, err := net.Listen("unix", socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	t.Cleanup(func() { close(done); ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				if _, _, err := newReader(c).next(); err != nil {
+					return
+				}
+				if _, err := c.Write(appendHeader(nil, msgWelcome, 0)); err != nil {
+					return
+				}
+				<-done
+			}()
+		}
+	}()
+}
+
+// A batch that meets a full transmit queue sends what fits and fails
+// the rest with the ctx's error, each frame on its own; the counters
+// count what was sent.
+func TestSendBatchFullQueue(t *testing.T) {
+	s := testSocket()
+	stuckHub(t, s)
+	p := newPlugin(t, s, map[string]bool{"vcan0": false})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	b, err := p.Open(ctx, "vcan0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	// Far more than the queue and the socket buffers hold.
+	frames := make([]can.Frame, 200_000)
+	for i := range frames {
+		frames[i] = can.Frame{ID: 0x123, Data: []byte{1, 2, 3, 4, 5, 6, 7, 8}}
+	}
+	frames[3].ID = 0x800 // malformed: refused on its own
+	sctx, scancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer scancel()
+	err = can.SendBatch(sctx, b, frames)
+	errs := can.FrameErrors(err, len(frames))
+	if !errors.Is(errs[3], can.ErrInvalidID) {
+		t.Errorf("frame 3: %v, want ErrInvalidID", errs[3])
+	}
+	sent, full := 0, false
+	for i, e := range errs {
+		switch {
+		case i == 3:
+		case e == nil && full:
+			t.Fatalf("frame %d sent after an earlier one found the queue full", i)
+		case e == nil:
+			sent++
+		case !errors.Is(e, context.DeadlineExceeded):
+			t.Fatalf("frame %d: %v, want context.DeadlineExceeded (queue full)", i, e)
+		default:
+			full = true
+		}
+	}
+	if sent == 0 || sent >= len(frames)-1 {
+		t.Fatalf("%d of %d frames sent into a hub that never reads, want some but not all", sent, len(frames))
+	}
+	c, err := b.Counters(ctx)
+	if err != nil || c.TxFrames != uint64(sent) {
+		t.Errorf("counters %+v, %v: want TxFrames %d", c, err, sent)
+	}
+}

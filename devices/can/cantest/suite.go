@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -50,6 +51,10 @@ func Run(t *testing.T, name string, factory func(t *testing.T) Harness) {
 			{"OrderAndTimestamps", testOrderAndTimestamps},
 			{"SeveralStreams", testSeveralStreams},
 			{"InvalidFramesRefused", testInvalidFrames},
+			{"ConcurrentSenders", testConcurrentSenders},
+			{"ConcurrentPerFrameErrors", testConcurrentPerFrameErrors},
+			{"SendBatch", testSendBatch},
+			{"CancelledSend", testCancelledSend},
 			{"ErrorFrames", testErrorFrames},
 			{"CancelEndsStream", testCancel},
 			{"Close", testClose},
@@ -485,4 +490,254 @@ func testState(t *testing.T, h Harness) {
 			t.Errorf("send in state %v: %v, want %v", c.state, err, c.sendErr)
 		}
 	}
+}
+
+// seqFrame is frame i of sender k: the sender in the ID, i in the data.
+func seqFrame(k, i int) can.Frame {
+	return can.Frame{ID: 0x100 + uint32(k), Data: []byte{byte(i >> 8), byte(i)}}
+}
+
+// checkSenders checks that got holds, for each sender k, exactly the
+// frames want[k], in that order (frames of different senders interleave
+// freely).
+func checkSenders(t *testing.T, got []can.Frame, want [][]can.Frame) {
+	t.Helper()
+	next := make([]int, len(want))
+	for n, f := range got {
+		k := int(f.ID) - 0x100
+		if k < 0 || k >= len(want) {
+			t.Fatalf("frame %d: %s is from no sender", n, f)
+		}
+		if next[k] >= len(want[k]) {
+			t.Fatalf("frame %d: %s: sender %d sent only %d frames", n, f, k, len(want[k]))
+		}
+		if w := want[k][next[k]]; !sameFrame(f, w) {
+			t.Fatalf("frame %d: %s, want sender %d's frame %d %s: out of order, lost or changed", n, f, k, next[k], w)
+		}
+		next[k]++
+	}
+	for k := range want {
+		if next[k] != len(want[k]) {
+			t.Errorf("sender %d: received %d of its %d frames", k, next[k], len(want[k]))
+		}
+	}
+}
+
+// testConcurrentSenders: several goroutines sending at once on one handle
+// and on a second handle each see their frames on the bus in the order
+// they sent them, none lost or duplicated.
+func testConcurrentSenders(t *testing.T, h Harness) {
+	ctx := testCtx(t)
+	a, b, c := open(t, ctx, h, h.Device), open(t, ctx, h, h.Device), open(t, ctx, h, h.Device)
+	sb := receive(t, ctx, b)
+	const senders, n = 6, 300
+	want := make([][]can.Frame, senders)
+	errc := make(chan error, senders)
+	for k := range senders {
+		bus := a
+		if k%3 == 2 {
+			bus = c
+		}
+		for i := range n {
+			want[k] = append(want[k], seqFrame(k, i))
+		}
+		go func() {
+			for _, f := range want[k] {
+				if err := bus.Send(ctx, f); err != nil {
+					errc <- fmt.Errorf("sender %d: send %s: %w", k, f, err)
+					return
+				}
+			}
+			errc <- nil
+		}()
+	}
+	got := collect(t, sb, senders*n)
+	for range senders {
+		if err := <-errc; err != nil {
+			t.Fatal(err)
+		}
+	}
+	checkSenders(t, got, want)
+}
+
+// testConcurrentPerFrameErrors: among concurrent senders on one handle,
+// each refused frame fails exactly its own Send, with its own sentinel,
+// and the good frames around it still go out, in order.
+func testConcurrentPerFrameErrors(t *testing.T, h Harness) {
+	ctx := testCtx(t)
+	a, b := open(t, ctx, h, h.Device), open(t, ctx, h, h.Device)
+	sb := receive(t, ctx, b)
+	const senders, n = 4, 150
+	bad := []struct {
+		f    can.Frame
+		want error
+	}{
+		{can.Frame{ID: 0x800}, can.ErrInvalidID},
+		{can.Frame{ID: 1, Data: make([]byte, 9)}, can.ErrInvalidLength},
+		{can.Frame{ID: 1, BRS: true}, can.ErrInvalidFlags},
+	}
+	want := make([][]can.Frame, senders)
+	errc := make(chan error, senders)
+	var wg sync.WaitGroup
+	for k := range senders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range n {
+				if i%5 == k%5 {
+					x := bad[(i+k)%len(bad)]
+					if err := a.Send(ctx, x.f); !errors.Is(err, x.want) {
+						errc <- fmt.Errorf("sender %d: send %s: %v, want %v", k, x.f, err, x.want)
+						return
+					}
+					continue
+				}
+				f := seqFrame(k, i)
+				if err := a.Send(ctx, f); err != nil {
+					errc <- fmt.Errorf("sender %d: send %s: %w", k, f, err)
+					return
+				}
+				want[k] = append(want[k], f)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errc)
+	for err := range errc {
+		t.Fatal(err)
+	}
+	total := 0
+	for _, w := range want {
+		total += len(w)
+	}
+	checkSenders(t, collect(t, sb, total), want)
+	c, err := a.Counters(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.TxFrames != uint64(total) {
+		t.Errorf("tx frames %d, want the %d good ones", c.TxFrames, total)
+	}
+}
+
+// testSendBatch: can.SendBatch (the bus's own or the Send-per-frame
+// fallback) sends in order, refuses exactly the malformed frames with
+// their sentinels, and handles batches larger than can.MaxBatch.
+func testSendBatch(t *testing.T, h Harness) {
+	ctx := testCtx(t)
+	a, b := open(t, ctx, h, h.Device), open(t, ctx, h, h.Device)
+	sb := receive(t, ctx, b)
+	if _, ok := a.(can.BatchSender); !ok {
+		t.Logf("%T has no SendBatch: checking the Send-per-frame fallback", a)
+	}
+	if err := can.SendBatch(ctx, a, nil); err != nil {
+		t.Fatalf("empty batch: %v", err)
+	}
+	n := 2*can.MaxBatch + 7
+	var batch, good []can.Frame
+	wantErr := map[int]error{}
+	for i := range n {
+		switch i % 97 {
+		case 13:
+			wantErr[len(batch)] = can.ErrInvalidID
+			batch = append(batch, can.Frame{ID: 0x800})
+		case 50:
+			wantErr[len(batch)] = can.ErrInvalidLength
+			batch = append(batch, can.Frame{ID: 2, Data: make([]byte, 9)})
+		default:
+			f := seqFrame(0, i)
+			batch, good = append(batch, f), append(good, f)
+		}
+	}
+	err := can.SendBatch(ctx, a, batch)
+	var be *can.BatchError
+	if !errors.As(err, &be) {
+		t.Fatalf("batch with %d malformed frames: %v, want a *can.BatchError", len(wantErr), err)
+	}
+	if len(be.Errs) != len(batch) || be.Failed() != len(wantErr) {
+		t.Fatalf("batch error has %d entries, %d failed; want %d and %d: %v", len(be.Errs), be.Failed(), len(batch), len(wantErr), err)
+	}
+	for i, err := range can.FrameErrors(err, len(batch)) {
+		if w := wantErr[i]; w == nil && err != nil || w != nil && !errors.Is(err, w) {
+			t.Errorf("frame %d (%s): %v, want %v", i, batch[i], err, w)
+		}
+	}
+	if !errors.Is(err, can.ErrInvalidID) || !errors.Is(err, can.ErrInvalidLength) {
+		t.Errorf("batch error %v does not wrap its frames' sentinels", err)
+	}
+	checkSenders(t, collect(t, sb, len(good)), [][]can.Frame{good})
+	more := []can.Frame{marker(1), marker(2)}
+	if err := can.SendBatch(ctx, a, more); err != nil {
+		t.Fatalf("good batch: %v", err)
+	}
+	checkFrames(t, collect(t, sb, 2), more)
+}
+
+// testCancelledSend: Sends whose ctx ends, alone or among concurrent
+// senders, leave the handle working: the frames sent after them arrive,
+// in order.
+func testCancelledSend(t *testing.T, h Harness) {
+	ctx := testCtx(t)
+	a, b := open(t, ctx, h, h.Device), open(t, ctx, h, h.Device)
+	sb := receive(t, ctx, b)
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := a.Send(cctx, marker(0)); err != nil && !errors.Is(err, context.Canceled) {
+		t.Fatalf("send on a cancelled ctx: %v, want nil or context.Canceled", err)
+	}
+	// Senders whose ctx ends while others send; whatever they got onto
+	// the bus is in order and complete.
+	const n = 200
+	errc := make(chan error, 2)
+	var sent [2][]can.Frame
+	for k := range 2 {
+		go func() {
+			sctx, cancel := context.WithCancel(ctx)
+			defer cancel()
+			for i := range n {
+				if k == 1 && i == n/2 {
+					cancel()
+				}
+				f := seqFrame(k, i)
+				err := a.Send(sctx, f)
+				switch {
+				case err == nil:
+					sent[k] = append(sent[k], f)
+				case k == 1 && errors.Is(err, context.Canceled):
+				default:
+					errc <- fmt.Errorf("sender %d: send %s: %w", k, f, err)
+					return
+				}
+			}
+			errc <- nil
+		}()
+	}
+	for range 2 {
+		if err := <-errc; err != nil {
+			t.Fatal(err)
+		}
+	}
+	send(t, ctx, a, marker(9))
+	// Read up to the marker: a cancelled Send's frame may or may not
+	// have gone out, so it is left out of the comparison.
+	var got []can.Frame
+	for len(got) == 0 || !sameFrame(got[len(got)-1], marker(9)) {
+		batch, err := sb.Recv()
+		if err != nil {
+			t.Fatalf("recv after %d frames, before the marker: %v", len(got), err)
+		}
+		got = append(got, batch...)
+	}
+	got = got[:len(got)-1]
+	var kept []can.Frame
+	for _, f := range got {
+		if sameFrame(f, marker(0)) {
+			continue
+		}
+		if f.ID == 0x101 && (int(f.Data[0])<<8|int(f.Data[1])) >= len(sent[1]) {
+			continue
+		}
+		kept = append(kept, f)
+	}
+	checkSenders(t, kept, sent[:])
 }

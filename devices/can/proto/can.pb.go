@@ -208,7 +208,10 @@ type OpenResponse struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Handle uint64                 `protobuf:"varint,1,opt,name=handle,proto3" json:"handle,omitempty"`
 	// fd is true when the bus runs CAN FD.
-	Fd            bool `protobuf:"varint,2,opt,name=fd,proto3" json:"fd,omitempty"`
+	Fd bool `protobuf:"varint,2,opt,name=fd,proto3" json:"fd,omitempty"`
+	// send_stream is true when the plugin serves SendStream; a host then
+	// sends through it rather than one Send call per frame.
+	SendStream    bool `protobuf:"varint,3,opt,name=send_stream,json=sendStream,proto3" json:"send_stream,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -253,6 +256,13 @@ func (x *OpenResponse) GetHandle() uint64 {
 func (x *OpenResponse) GetFd() bool {
 	if x != nil {
 		return x.Fd
+	}
+	return false
+}
+
+func (x *OpenResponse) GetSendStream() bool {
+	if x != nil {
+		return x.SendStream
 	}
 	return false
 }
@@ -425,6 +435,171 @@ func (*SendResponse) Descriptor() ([]byte, []int) {
 	return file_can_proto_can_proto_rawDescGZIP(), []int{6}
 }
 
+type SendBatch struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Handle uint64                 `protobuf:"varint,1,opt,name=handle,proto3" json:"handle,omitempty"`
+	// frames are sent in this order.
+	Frames []*Frame `protobuf:"bytes,2,rep,name=frames,proto3" json:"frames,omitempty"`
+	// deadlines_unix_nano is empty when no frame has a deadline, or holds
+	// one per frame: the time after which the plugin must not wait to send
+	// it (the host caller's ctx deadline); 0 for none.
+	DeadlinesUnixNano []int64 `protobuf:"varint,3,rep,packed,name=deadlines_unix_nano,json=deadlinesUnixNano,proto3" json:"deadlines_unix_nano,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *SendBatch) Reset() {
+	*x = SendBatch{}
+	mi := &file_can_proto_can_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SendBatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SendBatch) ProtoMessage() {}
+
+func (x *SendBatch) ProtoReflect() protoreflect.Message {
+	mi := &file_can_proto_can_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SendBatch.ProtoReflect.Descriptor instead.
+func (*SendBatch) Descriptor() ([]byte, []int) {
+	return file_can_proto_can_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *SendBatch) GetHandle() uint64 {
+	if x != nil {
+		return x.Handle
+	}
+	return 0
+}
+
+func (x *SendBatch) GetFrames() []*Frame {
+	if x != nil {
+		return x.Frames
+	}
+	return nil
+}
+
+func (x *SendBatch) GetDeadlinesUnixNano() []int64 {
+	if x != nil {
+		return x.DeadlinesUnixNano
+	}
+	return nil
+}
+
+type SendResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// errors name the frames of the batch that were not sent; every other
+	// frame was.
+	Errors        []*SendError `protobuf:"bytes,1,rep,name=errors,proto3" json:"errors,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SendResult) Reset() {
+	*x = SendResult{}
+	mi := &file_can_proto_can_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SendResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SendResult) ProtoMessage() {}
+
+func (x *SendResult) ProtoReflect() protoreflect.Message {
+	mi := &file_can_proto_can_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SendResult.ProtoReflect.Descriptor instead.
+func (*SendResult) Descriptor() ([]byte, []int) {
+	return file_can_proto_can_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *SendResult) GetErrors() []*SendError {
+	if x != nil {
+		return x.Errors
+	}
+	return nil
+}
+
+type SendError struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// index is the frame's position in its SendBatch.
+	Index uint32 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	// status is the frame's error as a serialized google.rpc.Status, as a
+	// failed Send call would carry it.
+	Status        []byte `protobuf:"bytes,2,opt,name=status,proto3" json:"status,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SendError) Reset() {
+	*x = SendError{}
+	mi := &file_can_proto_can_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SendError) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SendError) ProtoMessage() {}
+
+func (x *SendError) ProtoReflect() protoreflect.Message {
+	mi := &file_can_proto_can_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SendError.ProtoReflect.Descriptor instead.
+func (*SendError) Descriptor() ([]byte, []int) {
+	return file_can_proto_can_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *SendError) GetIndex() uint32 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *SendError) GetStatus() []byte {
+	if x != nil {
+		return x.Status
+	}
+	return nil
+}
+
 type ReceiveRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Handle        uint64                 `protobuf:"varint,1,opt,name=handle,proto3" json:"handle,omitempty"`
@@ -434,7 +609,7 @@ type ReceiveRequest struct {
 
 func (x *ReceiveRequest) Reset() {
 	*x = ReceiveRequest{}
-	mi := &file_can_proto_can_proto_msgTypes[7]
+	mi := &file_can_proto_can_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -446,7 +621,7 @@ func (x *ReceiveRequest) String() string {
 func (*ReceiveRequest) ProtoMessage() {}
 
 func (x *ReceiveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_can_proto_can_proto_msgTypes[7]
+	mi := &file_can_proto_can_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -459,7 +634,7 @@ func (x *ReceiveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReceiveRequest.ProtoReflect.Descriptor instead.
 func (*ReceiveRequest) Descriptor() ([]byte, []int) {
-	return file_can_proto_can_proto_rawDescGZIP(), []int{7}
+	return file_can_proto_can_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ReceiveRequest) GetHandle() uint64 {
@@ -479,7 +654,7 @@ type ReceiveResponse struct {
 
 func (x *ReceiveResponse) Reset() {
 	*x = ReceiveResponse{}
-	mi := &file_can_proto_can_proto_msgTypes[8]
+	mi := &file_can_proto_can_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -491,7 +666,7 @@ func (x *ReceiveResponse) String() string {
 func (*ReceiveResponse) ProtoMessage() {}
 
 func (x *ReceiveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_can_proto_can_proto_msgTypes[8]
+	mi := &file_can_proto_can_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -504,7 +679,7 @@ func (x *ReceiveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReceiveResponse.ProtoReflect.Descriptor instead.
 func (*ReceiveResponse) Descriptor() ([]byte, []int) {
-	return file_can_proto_can_proto_rawDescGZIP(), []int{8}
+	return file_can_proto_can_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ReceiveResponse) GetFrames() []*Frame {
@@ -523,7 +698,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_can_proto_can_proto_msgTypes[9]
+	mi := &file_can_proto_can_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -535,7 +710,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_can_proto_can_proto_msgTypes[9]
+	mi := &file_can_proto_can_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -548,7 +723,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_can_proto_can_proto_rawDescGZIP(), []int{9}
+	return file_can_proto_can_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *StatusRequest) GetHandle() uint64 {
@@ -571,7 +746,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_can_proto_can_proto_msgTypes[10]
+	mi := &file_can_proto_can_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -583,7 +758,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_can_proto_can_proto_msgTypes[10]
+	mi := &file_can_proto_can_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -596,7 +771,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_can_proto_can_proto_rawDescGZIP(), []int{10}
+	return file_can_proto_can_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *StatusResponse) GetState() State {
@@ -646,17 +821,29 @@ const file_can_proto_can_proto_rawDesc = "" +
 	"\x04data\x18\x04 \x01(\fR\x04data\x12.\n" +
 	"\x13timestamp_unix_nano\x18\x05 \x01(\x03R\x11timestampUnixNano\"%\n" +
 	"\vOpenRequest\x12\x16\n" +
-	"\x06device\x18\x01 \x01(\tR\x06device\"6\n" +
+	"\x06device\x18\x01 \x01(\tR\x06device\"W\n" +
 	"\fOpenResponse\x12\x16\n" +
 	"\x06handle\x18\x01 \x01(\x04R\x06handle\x12\x0e\n" +
-	"\x02fd\x18\x02 \x01(\bR\x02fd\"&\n" +
+	"\x02fd\x18\x02 \x01(\bR\x02fd\x12\x1f\n" +
+	"\vsend_stream\x18\x03 \x01(\bR\n" +
+	"sendStream\"&\n" +
 	"\fCloseRequest\x12\x16\n" +
 	"\x06handle\x18\x01 \x01(\x04R\x06handle\"\x0f\n" +
 	"\rCloseResponse\"X\n" +
 	"\vSendRequest\x12\x16\n" +
 	"\x06handle\x18\x01 \x01(\x04R\x06handle\x121\n" +
 	"\x05frame\x18\x02 \x01(\v2\x1b.berth.devices.can.v1.FrameR\x05frame\"\x0e\n" +
-	"\fSendResponse\"(\n" +
+	"\fSendResponse\"\x88\x01\n" +
+	"\tSendBatch\x12\x16\n" +
+	"\x06handle\x18\x01 \x01(\x04R\x06handle\x123\n" +
+	"\x06frames\x18\x02 \x03(\v2\x1b.berth.devices.can.v1.FrameR\x06frames\x12.\n" +
+	"\x13deadlines_unix_nano\x18\x03 \x03(\x03R\x11deadlinesUnixNano\"E\n" +
+	"\n" +
+	"SendResult\x127\n" +
+	"\x06errors\x18\x01 \x03(\v2\x1f.berth.devices.can.v1.SendErrorR\x06errors\"9\n" +
+	"\tSendError\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\rR\x05index\x12\x16\n" +
+	"\x06status\x18\x02 \x01(\fR\x06status\"(\n" +
 	"\x0eReceiveRequest\x12\x16\n" +
 	"\x06handle\x18\x01 \x01(\x04R\x06handle\"F\n" +
 	"\x0fReceiveResponse\x123\n" +
@@ -674,11 +861,13 @@ const file_can_proto_can_proto_rawDesc = "" +
 	"\x12STATE_ERROR_ACTIVE\x10\x01\x12\x17\n" +
 	"\x13STATE_ERROR_PASSIVE\x10\x02\x12\x11\n" +
 	"\rSTATE_BUS_OFF\x10\x03\x12\x11\n" +
-	"\rSTATE_STOPPED\x10\x042\xa4\x03\n" +
+	"\rSTATE_STOPPED\x10\x042\xf9\x03\n" +
 	"\x03CAN\x12M\n" +
 	"\x04Open\x12!.berth.devices.can.v1.OpenRequest\x1a\".berth.devices.can.v1.OpenResponse\x12P\n" +
 	"\x05Close\x12\".berth.devices.can.v1.CloseRequest\x1a#.berth.devices.can.v1.CloseResponse\x12M\n" +
-	"\x04Send\x12!.berth.devices.can.v1.SendRequest\x1a\".berth.devices.can.v1.SendResponse\x12X\n" +
+	"\x04Send\x12!.berth.devices.can.v1.SendRequest\x1a\".berth.devices.can.v1.SendResponse\x12S\n" +
+	"\n" +
+	"SendStream\x12\x1f.berth.devices.can.v1.SendBatch\x1a .berth.devices.can.v1.SendResult(\x010\x01\x12X\n" +
 	"\aReceive\x12$.berth.devices.can.v1.ReceiveRequest\x1a%.berth.devices.can.v1.ReceiveResponse0\x01\x12S\n" +
 	"\x06Status\x12#.berth.devices.can.v1.StatusRequest\x1a$.berth.devices.can.v1.StatusResponseB-Z+github.com/berth-io/berth/devices/can/protob\x06proto3"
 
@@ -695,7 +884,7 @@ func file_can_proto_can_proto_rawDescGZIP() []byte {
 }
 
 var file_can_proto_can_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_can_proto_can_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_can_proto_can_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_can_proto_can_proto_goTypes = []any{
 	(State)(0),              // 0: berth.devices.can.v1.State
 	(*Frame)(nil),           // 1: berth.devices.can.v1.Frame
@@ -705,30 +894,37 @@ var file_can_proto_can_proto_goTypes = []any{
 	(*CloseResponse)(nil),   // 5: berth.devices.can.v1.CloseResponse
 	(*SendRequest)(nil),     // 6: berth.devices.can.v1.SendRequest
 	(*SendResponse)(nil),    // 7: berth.devices.can.v1.SendResponse
-	(*ReceiveRequest)(nil),  // 8: berth.devices.can.v1.ReceiveRequest
-	(*ReceiveResponse)(nil), // 9: berth.devices.can.v1.ReceiveResponse
-	(*StatusRequest)(nil),   // 10: berth.devices.can.v1.StatusRequest
-	(*StatusResponse)(nil),  // 11: berth.devices.can.v1.StatusResponse
+	(*SendBatch)(nil),       // 8: berth.devices.can.v1.SendBatch
+	(*SendResult)(nil),      // 9: berth.devices.can.v1.SendResult
+	(*SendError)(nil),       // 10: berth.devices.can.v1.SendError
+	(*ReceiveRequest)(nil),  // 11: berth.devices.can.v1.ReceiveRequest
+	(*ReceiveResponse)(nil), // 12: berth.devices.can.v1.ReceiveResponse
+	(*StatusRequest)(nil),   // 13: berth.devices.can.v1.StatusRequest
+	(*StatusResponse)(nil),  // 14: berth.devices.can.v1.StatusResponse
 }
 var file_can_proto_can_proto_depIdxs = []int32{
 	1,  // 0: berth.devices.can.v1.SendRequest.frame:type_name -> berth.devices.can.v1.Frame
-	1,  // 1: berth.devices.can.v1.ReceiveResponse.frames:type_name -> berth.devices.can.v1.Frame
-	0,  // 2: berth.devices.can.v1.StatusResponse.state:type_name -> berth.devices.can.v1.State
-	2,  // 3: berth.devices.can.v1.CAN.Open:input_type -> berth.devices.can.v1.OpenRequest
-	4,  // 4: berth.devices.can.v1.CAN.Close:input_type -> berth.devices.can.v1.CloseRequest
-	6,  // 5: berth.devices.can.v1.CAN.Send:input_type -> berth.devices.can.v1.SendRequest
-	8,  // 6: berth.devices.can.v1.CAN.Receive:input_type -> berth.devices.can.v1.ReceiveRequest
-	10, // 7: berth.devices.can.v1.CAN.Status:input_type -> berth.devices.can.v1.StatusRequest
-	3,  // 8: berth.devices.can.v1.CAN.Open:output_type -> berth.devices.can.v1.OpenResponse
-	5,  // 9: berth.devices.can.v1.CAN.Close:output_type -> berth.devices.can.v1.CloseResponse
-	7,  // 10: berth.devices.can.v1.CAN.Send:output_type -> berth.devices.can.v1.SendResponse
-	9,  // 11: berth.devices.can.v1.CAN.Receive:output_type -> berth.devices.can.v1.ReceiveResponse
-	11, // 12: berth.devices.can.v1.CAN.Status:output_type -> berth.devices.can.v1.StatusResponse
-	8,  // [8:13] is the sub-list for method output_type
-	3,  // [3:8] is the sub-list for method input_type
-	3,  // [3:3] is the sub-list for extension type_name
-	3,  // [3:3] is the sub-list for extension extendee
-	0,  // [0:3] is the sub-list for field type_name
+	1,  // 1: berth.devices.can.v1.SendBatch.frames:type_name -> berth.devices.can.v1.Frame
+	10, // 2: berth.devices.can.v1.SendResult.errors:type_name -> berth.devices.can.v1.SendError
+	1,  // 3: berth.devices.can.v1.ReceiveResponse.frames:type_name -> berth.devices.can.v1.Frame
+	0,  // 4: berth.devices.can.v1.StatusResponse.state:type_name -> berth.devices.can.v1.State
+	2,  // 5: berth.devices.can.v1.CAN.Open:input_type -> berth.devices.can.v1.OpenRequest
+	4,  // 6: berth.devices.can.v1.CAN.Close:input_type -> berth.devices.can.v1.CloseRequest
+	6,  // 7: berth.devices.can.v1.CAN.Send:input_type -> berth.devices.can.v1.SendRequest
+	8,  // 8: berth.devices.can.v1.CAN.SendStream:input_type -> berth.devices.can.v1.SendBatch
+	11, // 9: berth.devices.can.v1.CAN.Receive:input_type -> berth.devices.can.v1.ReceiveRequest
+	13, // 10: berth.devices.can.v1.CAN.Status:input_type -> berth.devices.can.v1.StatusRequest
+	3,  // 11: berth.devices.can.v1.CAN.Open:output_type -> berth.devices.can.v1.OpenResponse
+	5,  // 12: berth.devices.can.v1.CAN.Close:output_type -> berth.devices.can.v1.CloseResponse
+	7,  // 13: berth.devices.can.v1.CAN.Send:output_type -> berth.devices.can.v1.SendResponse
+	9,  // 14: berth.devices.can.v1.CAN.SendStream:output_type -> berth.devices.can.v1.SendResult
+	12, // 15: berth.devices.can.v1.CAN.Receive:output_type -> berth.devices.can.v1.ReceiveResponse
+	14, // 16: berth.devices.can.v1.CAN.Status:output_type -> berth.devices.can.v1.StatusResponse
+	11, // [11:17] is the sub-list for method output_type
+	5,  // [5:11] is the sub-list for method input_type
+	5,  // [5:5] is the sub-list for extension type_name
+	5,  // [5:5] is the sub-list for extension extendee
+	0,  // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_can_proto_can_proto_init() }
@@ -742,7 +938,7 @@ func file_can_proto_can_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_can_proto_can_proto_rawDesc), len(file_can_proto_can_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   11,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

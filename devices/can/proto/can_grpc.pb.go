@@ -22,11 +22,12 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	CAN_Open_FullMethodName    = "/berth.devices.can.v1.CAN/Open"
-	CAN_Close_FullMethodName   = "/berth.devices.can.v1.CAN/Close"
-	CAN_Send_FullMethodName    = "/berth.devices.can.v1.CAN/Send"
-	CAN_Receive_FullMethodName = "/berth.devices.can.v1.CAN/Receive"
-	CAN_Status_FullMethodName  = "/berth.devices.can.v1.CAN/Status"
+	CAN_Open_FullMethodName       = "/berth.devices.can.v1.CAN/Open"
+	CAN_Close_FullMethodName      = "/berth.devices.can.v1.CAN/Close"
+	CAN_Send_FullMethodName       = "/berth.devices.can.v1.CAN/Send"
+	CAN_SendStream_FullMethodName = "/berth.devices.can.v1.CAN/SendStream"
+	CAN_Receive_FullMethodName    = "/berth.devices.can.v1.CAN/Receive"
+	CAN_Status_FullMethodName     = "/berth.devices.can.v1.CAN/Status"
 )
 
 // CANClient is the client API for CAN service.
@@ -37,8 +38,15 @@ type CANClient interface {
 	Open(ctx context.Context, in *OpenRequest, opts ...grpc.CallOption) (*OpenResponse, error)
 	// Close closes a handle; its receive streams end.
 	Close(ctx context.Context, in *CloseRequest, opts ...grpc.CallOption) (*CloseResponse, error)
-	// Send queues one frame for transmission.
+	// Send queues one frame for transmission. Hosts use it with plugins
+	// whose OpenResponse lacks send_stream (SDKs before SendStream).
 	Send(ctx context.Context, in *SendRequest, opts ...grpc.CallOption) (*SendResponse, error)
+	// SendStream carries the frames of every Send on one handle, batched:
+	// the host writes batches in the order its Send calls were made, the
+	// plugin sends their frames in that order and answers each batch with
+	// one SendResult, in order. A frame's error fails that frame only; the
+	// stream ends when the host cancels it.
+	SendStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[SendBatch, SendResult], error)
 	// Receive streams received frames in batches, in bus order, until the
 	// call is cancelled or the handle is closed.
 	Receive(ctx context.Context, in *ReceiveRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ReceiveResponse], error)
@@ -84,9 +92,22 @@ func (c *cANClient) Send(ctx context.Context, in *SendRequest, opts ...grpc.Call
 	return out, nil
 }
 
+func (c *cANClient) SendStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[SendBatch, SendResult], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &CAN_ServiceDesc.Streams[0], CAN_SendStream_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[SendBatch, SendResult]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type CAN_SendStreamClient = grpc.BidiStreamingClient[SendBatch, SendResult]
+
 func (c *cANClient) Receive(ctx context.Context, in *ReceiveRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ReceiveResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &CAN_ServiceDesc.Streams[0], CAN_Receive_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &CAN_ServiceDesc.Streams[1], CAN_Receive_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -121,8 +142,15 @@ type CANServer interface {
 	Open(context.Context, *OpenRequest) (*OpenResponse, error)
 	// Close closes a handle; its receive streams end.
 	Close(context.Context, *CloseRequest) (*CloseResponse, error)
-	// Send queues one frame for transmission.
+	// Send queues one frame for transmission. Hosts use it with plugins
+	// whose OpenResponse lacks send_stream (SDKs before SendStream).
 	Send(context.Context, *SendRequest) (*SendResponse, error)
+	// SendStream carries the frames of every Send on one handle, batched:
+	// the host writes batches in the order its Send calls were made, the
+	// plugin sends their frames in that order and answers each batch with
+	// one SendResult, in order. A frame's error fails that frame only; the
+	// stream ends when the host cancels it.
+	SendStream(grpc.BidiStreamingServer[SendBatch, SendResult]) error
 	// Receive streams received frames in batches, in bus order, until the
 	// call is cancelled or the handle is closed.
 	Receive(*ReceiveRequest, grpc.ServerStreamingServer[ReceiveResponse]) error
@@ -146,6 +174,9 @@ func (UnimplementedCANServer) Close(context.Context, *CloseRequest) (*CloseRespo
 }
 func (UnimplementedCANServer) Send(context.Context, *SendRequest) (*SendResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Send not implemented")
+}
+func (UnimplementedCANServer) SendStream(grpc.BidiStreamingServer[SendBatch, SendResult]) error {
+	return status.Error(codes.Unimplemented, "method SendStream not implemented")
 }
 func (UnimplementedCANServer) Receive(*ReceiveRequest, grpc.ServerStreamingServer[ReceiveResponse]) error {
 	return status.Error(codes.Unimplemented, "method Receive not implemented")
@@ -228,6 +259,13 @@ func _CAN_Send_Handler(srv interface{}, ctx context.Context, dec func(interface{
 	return interceptor(ctx, in, info, handler)
 }
 
+func _CAN_SendStream_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(CANServer).SendStream(&grpc.GenericServerStream[SendBatch, SendResult]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type CAN_SendStreamServer = grpc.BidiStreamingServer[SendBatch, SendResult]
+
 func _CAN_Receive_Handler(srv interface{}, stream grpc.ServerStream) error {
 	m := new(ReceiveRequest)
 	if err := stream.RecvMsg(m); err != nil {
@@ -282,6 +320,12 @@ var CAN_ServiceDesc = grpc.ServiceDesc{
 		},
 	},
 	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "SendStream",
+			Handler:       _CAN_SendStream_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
 		{
 			StreamName:    "Receive",
 			Handler:       _CAN_Receive_Handler,

@@ -20,13 +20,25 @@ import (
 type Port interface {
 	// Send transmits a frame the handle has already validated for the
 	// bus's mode. It returns once the frame is queued for transmission,
-	// blocking (bounded by ctx) while the transmit queue is full.
+	// blocking (bounded by ctx) while the transmit queue is full. It does
+	// not keep f (or its Data) after it returns.
 	Send(ctx context.Context, f can.Frame) error
 	// State returns the controller state.
 	State(ctx context.Context) (can.State, error)
 	// Close stops the port; it must stop calling the deliver function it
 	// was given before it returns.
 	Close() error
+}
+
+// BatchPort is a [Port] that queues many frames in one call; a Handle's
+// SendBatch uses it when its port has it.
+type BatchPort interface {
+	Port
+	// SendBatch queues frames in order, as that many Sends would, and
+	// returns how many it queued: all of them, or n and the error of
+	// frames[n] (the frames after it were not tried). It does not keep
+	// the frames after it returns.
+	SendBatch(ctx context.Context, frames []can.Frame) (int, error)
 }
 
 // Deliver hands frames received from the bus to a handle's streams, in bus
@@ -48,6 +60,8 @@ type Handle struct {
 	lost   uint64
 	closed bool
 }
+
+var _ can.BatchSender = (*Handle)(nil)
 
 // Open returns a handle on device dev of the given mode. dial builds the
 // handle's port and receives the function the port delivers received
@@ -101,7 +115,7 @@ func (h *Handle) Receive(ctx context.Context) (can.Stream, error) {
 	return h.hub.Receive(ctx)
 }
 
-// Send validates f for the bus's mode and hands a copy to the port.
+// Send validates f for the bus's mode and hands it to the port.
 func (h *Handle) Send(ctx context.Context, f can.Frame) error {
 	if err := h.check("send"); err != nil {
 		return err
@@ -109,7 +123,6 @@ func (h *Handle) Send(ctx context.Context, f can.Frame) error {
 	if err := f.Validate(h.mode); err != nil {
 		return fmt.Errorf("send %s: %w", f, err)
 	}
-	f = f.Clone()
 	f.Timestamp = timeZero
 	if err := h.port.Send(ctx, f); err != nil {
 		return fmt.Errorf("send %s: %w", f, err)
@@ -118,6 +131,61 @@ func (h *Handle) Send(ctx context.Context, f can.Frame) error {
 	h.tx++
 	h.mu.Unlock()
 	return nil
+}
+
+// SendBatch implements can.BatchSender: each frame is validated and
+// refused on its own, and the others go to the port in order, in one
+// call when the port is a [BatchPort].
+func (h *Handle) SendBatch(ctx context.Context, frames []can.Frame) error {
+	errs := make([]error, len(frames))
+	failed := false
+	if err := h.check("send"); err != nil {
+		for i := range errs {
+			errs[i] = err
+		}
+		return &can.BatchError{Errs: errs}
+	}
+	valid := make([]can.Frame, 0, len(frames))
+	pos := make([]int, 0, len(frames))
+	for i, f := range frames {
+		if err := f.Validate(h.mode); err != nil {
+			errs[i], failed = fmt.Errorf("send %s: %w", f, err), true
+			continue
+		}
+		f.Timestamp = timeZero
+		valid, pos = append(valid, f), append(pos, i)
+	}
+	sent := 0
+	for k := 0; k < len(valid); {
+		n, err := h.sendPort(ctx, valid[k:])
+		sent += n
+		k += n
+		if err != nil {
+			errs[pos[k]], failed = fmt.Errorf("send %s: %w", valid[k], err), true
+			k++
+		}
+	}
+	h.mu.Lock()
+	h.tx += uint64(sent)
+	h.mu.Unlock()
+	if !failed {
+		return nil
+	}
+	return &can.BatchError{Errs: errs}
+}
+
+// sendPort queues frames on the port until one fails; see
+// [BatchPort.SendBatch].
+func (h *Handle) sendPort(ctx context.Context, frames []can.Frame) (int, error) {
+	if bp, ok := h.port.(BatchPort); ok {
+		return bp.SendBatch(ctx, frames)
+	}
+	for i, f := range frames {
+		if err := h.port.Send(ctx, f); err != nil {
+			return i, err
+		}
+	}
+	return len(frames), nil
 }
 
 // State returns the port's controller state.
