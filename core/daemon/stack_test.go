@@ -70,8 +70,14 @@ func TestDemoStackSurvivesBerthdKill9(t *testing.T) {
 		t.Errorf("exec: exit %d, output %q", code, out)
 	}
 
-	// kill -9 berthd: no container stops.
+	// kill -9 berthd: no container stops, and its plugin goes with it.
+	plugin := pluginPid(t, b)
 	b.kill9()
+	for deadline := time.Now().Add(5 * time.Second); processAlive(plugin); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the vcan plugin (pid %d) outlived berthd's kill -9", plugin)
+		}
+	}
 	for name, c := range before {
 		if !processAlive(c.PID) {
 			t.Errorf("%s (pid %d) died with berthd", name, c.PID)

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -136,10 +137,14 @@ func Launch(ctx context.Context, path string, opts ...LaunchOption) (*Client, er
 	if dl, ok := ctx.Deadline(); ok {
 		timeout = time.Until(dl)
 	}
+	cmd := exec.Command(path, cfg.args...)
+	// The plugin dies with its host: a host killed with -9 (berthd can be)
+	// leaves no plugin behind to hold the device.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	pc := plugin.NewClient(&plugin.ClientConfig{
 		HandshakeConfig:  Handshake,
 		VersionedPlugins: hostSet(),
-		Cmd:              exec.Command(path, cfg.args...),
+		Cmd:              cmd,
 		SecureConfig:     secure,
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		Logger:           cfg.logger,
