@@ -221,6 +221,7 @@ func open(ctx context.Context, cfg Config) (*Daemon, error) {
 		nets.Close()
 		return nil, err
 	}
+	devs.native = newNativeCAN(log, nets.Instance())
 	drv := &ociDriver{
 		runtime: rt, rootfs: layers, net: nets, devices: devs, monitorPath: cfg.MonitorPath,
 		stateDir: cfg.StateDir, runDir: cfg.RunDir, cgroupParent: cfg.CgroupParent, log: log,
@@ -234,6 +235,9 @@ func open(ctx context.Context, cfg Config) (*Daemon, error) {
 	}
 	if err := d.cleanNetworks(ctx); err != nil {
 		log.Warn("cleaning up networks left by an earlier berthd", "err", err)
+	}
+	if err := devs.native.cleanup(ctx); err != nil {
+		log.Warn("cleaning up native CAN links left by an earlier berthd", "err", err)
 	}
 	return d, nil
 }

@@ -41,6 +41,9 @@ type deviceManager struct {
 	dir    string // RUN-DIR/devices: one folder per container
 	log    *slog.Logger
 	life   context.Context
+	// native serves the grants that ask for native = true, where it can;
+	// set once at open, after the network manager gives its instance.
+	native *nativeCAN
 
 	mu      sync.Mutex
 	sockets map[string]*deviceSocket // by container ID
@@ -150,11 +153,15 @@ func canGrants(c *playbook.Container) map[string]broker.Grant {
 }
 
 // serve makes sure the container's device socket is served with the
-// spec's grants and returns its folder, to be mounted at oci.DeviceDirPath;
-// it returns "" for a container without CAN grants. Calling it again for
+// spec's grants but those served natively and returns its folder, to be
+// mounted at oci.DeviceDirPath; it returns "" for a container without such
+// grants. Calling it again for
 // the same container (a restart, an adoption) keeps the socket.
 func (m *deviceManager) serve(s *stack.Spec) (string, error) {
 	grants := canGrants(s.Container)
+	for name := range m.native.served(s.ID()) {
+		delete(grants, name) // a kernel interface in the container serves it
+	}
 	if len(grants) == 0 {
 		return "", nil
 	}
@@ -271,7 +278,10 @@ func (m *deviceManager) devices() api.Devices {
 	if m.board == nil {
 		return api.Devices{}
 	}
-	sessions := map[string][]api.DeviceSession{}
+	sessions := m.native.sessions()
+	if sessions == nil {
+		sessions = map[string][]api.DeviceSession{}
+	}
 	for _, ds := range m.broker.Stats() {
 		for _, s := range ds.Sessions {
 			sessions[ds.Device] = append(sessions[ds.Device], api.DeviceSession{

@@ -180,20 +180,8 @@ func (d *ociDriver) Prepare(ctx context.Context, s *stack.Spec) error {
 		opts.HostNetwork = true
 	case playbook.NetworkBridge:
 		ns := d.netnsPath(s)
-		if fileExists(ns) && !isMountPoint(ns) {
-			// Left by a berthd killed while it made the namespace: a
-			// plain file, which would fail every Attach.
-			if err := network.DeleteNetNS(ns); err != nil {
-				return err
-			}
-		}
-		if !fileExists(ns) {
-			if err := os.MkdirAll(filepath.Dir(ns), 0o700); err != nil {
-				return fmt.Errorf("create netns: %w", err)
-			}
-			if err := network.NewNetNS(ns); err != nil {
-				return err
-			}
+		if err := ensureNetNS(ns); err != nil {
+			return err
 		}
 		if _, err := d.net.Attach(ctx, s.Stack.Name, c.Name, ns, c.Networks); err != nil {
 			return err
@@ -204,6 +192,7 @@ func (d *ociDriver) Prepare(ctx context.Context, s *stack.Spec) error {
 			return err
 		}
 	}
+	d.prepareNative(ctx, s, &opts) // before serve, which leaves native grants out
 	if opts.DeviceDir, err = d.devices.serve(s); err != nil {
 		return err
 	}
@@ -332,6 +321,7 @@ func (d *ociDriver) Adopt(ctx context.Context, s *stack.Spec) (stack.Task, error
 	if err != nil {
 		return nil, fmt.Errorf("adopt %s: %v: %w", s.ID(), err, stack.ErrNotFound)
 	}
+	d.adoptNative(ctx, s)
 	// Serve the device socket again: the running container reconnects
 	// through the folder it has mounted.
 	if _, err := d.devices.serve(s); err != nil {
@@ -351,10 +341,17 @@ func (d *ociDriver) Remove(ctx context.Context, s *stack.Spec) error {
 	if err := d.devices.remove(s); err != nil {
 		errs = append(errs, err)
 	}
+	if err := d.devices.native.detach(s.ID()); err != nil {
+		errs = append(errs, err)
+	}
 	if s.Container.NetworkMode == playbook.NetworkBridge {
 		if err := d.net.Detach(ctx, s.Stack.Name, s.Container.Name); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if s.Container.NetworkMode != playbook.NetworkHost {
+		// bridge's namespace, or the one native grants gave a "none"
+		// container; DeleteNetNS is a no-op where there is none.
 		if err := network.DeleteNetNS(d.netnsPath(s)); err != nil {
 			errs = append(errs, err)
 		}
