@@ -3,7 +3,9 @@
 // it holds one plugin bus and one receive stream, fans the stream out to
 // every session whose grant's receive filter matches, checks each send
 // against the session's grant (ID, frame format, rate) before it reaches
-// the plugin, and resumes every session by itself when the plugin comes
+// the plugin, sends what the device's sessions queued meanwhile in one
+// can.SendBatch per plugin round trip (sender.go), and resumes every
+// session by itself when the plugin comes
 // back after a crash. A session ([Broker.Open]) is itself a can.Bus, so
 // the device socket server (devices/can/canwire) serves it unchanged.
 //

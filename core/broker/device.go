@@ -27,10 +27,10 @@ type device struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	done   chan struct{} // closed when run returns
-	// sendSem serialises sends and their local echo, so every session
-	// sees one order.
-	sendSem chan struct{}
-	mode    atomic.Int32 // can.Mode of the plugin bus
+	// tx sends the sessions' frames, in one order that every session
+	// sees.
+	tx   sender
+	mode atomic.Int32 // can.Mode of the plugin bus
 
 	mu       sync.Mutex
 	sessions []*session // in open order
@@ -45,7 +45,9 @@ type device struct {
 
 func newDevice(b *Broker, name string) *device {
 	ctx, cancel := context.WithCancel(b.ctx)
-	return &device{b: b, name: name, ready: make(chan struct{}), ctx: ctx, cancel: cancel, sendSem: make(chan struct{}, 1)}
+	d := &device{b: b, name: name, ready: make(chan struct{}), ctx: ctx, cancel: cancel}
+	d.tx.d = d
+	return d
 }
 
 // start opens the plugin bus and its stream and starts fanning out.
@@ -116,16 +118,20 @@ func (d *device) run(bus can.Bus, stream can.Stream) {
 	}
 }
 
-// lost marks the device down because bus failed with err, unless it was
-// marked already, and closes bus.
+// lost marks the device down because bus failed with err and closes bus,
+// unless it was marked already (by whoever closed it then): a batch whose
+// every frame failed with the plugin declares it down once.
 func (d *device) lost(bus can.Bus, err error) {
 	d.mu.Lock()
-	if d.bus == bus {
+	mark := d.bus == bus
+	if mark {
 		d.bus, d.cause = nil, err
 		d.b.cfg.log.Warn("broker: device down; its sessions pause until it is back", "device", d.name, "err", err)
 	}
 	d.mu.Unlock()
-	_ = bus.Close()
+	if mark {
+		_ = bus.Close()
+	}
 }
 
 // reopen waits for the device to come back and opens it again, after
@@ -284,23 +290,6 @@ func (d *device) dispatchLocked(from *session, frames []can.Frame) {
 		}
 		d.scratch = buf[:0]
 	}
-}
-
-// echo hands a frame from sent successfully to the device's other
-// sessions, as a kernel CAN interface loops a socket's frames back to the
-// other sockets: the plugin bus does not receive its own frames. The
-// frame is stamped now, never before a frame already dispatched.
-func (d *device) echo(from *session, f can.Frame) {
-	f = f.Clone()
-	now := time.Now()
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.sent++
-	if !now.After(d.last) {
-		now = d.last.Add(time.Nanosecond)
-	}
-	f.Timestamp = now
-	d.dispatchLocked(from, []can.Frame{f})
 }
 
 func (d *device) stats() DeviceStats {

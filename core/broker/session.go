@@ -10,7 +10,8 @@ import (
 	"github.com/berth-io/berth/devices/can"
 )
 
-// session is one container's grant on one device, as a can.Bus.
+// session is one container's grant on one device, as a can.Bus (and a
+// can.BatchSender).
 type session struct {
 	d         *device
 	container string
@@ -111,7 +112,56 @@ func (st *stream) Recv() ([]can.Frame, error) {
 // [ErrRateLimited] and ctx's error. Each session has its own bucket, so a
 // flooding session waits on itself and not on others. A frame sent is
 // received by the device's other sessions whose grants select it.
+//
+// Frames go on the bus in the order their Sends passed these checks,
+// across the device's sessions: the device's sender sends what is queued
+// together, in one batch per plugin round trip. When ctx ends or the
+// session closes before the sender took the frame, it is not sent; when
+// ctx ends after, Send returns ctx's error and the frame may have gone
+// out.
 func (s *session) Send(ctx context.Context, f can.Frame) error {
+	if err := s.admit(ctx, f); err != nil {
+		return err
+	}
+	if errs := s.send(ctx, []can.Frame{f}); errs != nil {
+		return s.sendErr(f, errs[0])
+	}
+	return nil
+}
+
+// SendBatch implements can.BatchSender: each frame is checked as Send
+// checks it (the rate limiter waits frame by frame), and the frames
+// accepted are queued together, so no other Send comes between them on
+// the bus. It returns nil when every frame was sent, else a
+// *can.BatchError holding the error Send would have given each frame.
+func (s *session) SendBatch(ctx context.Context, frames []can.Frame) error {
+	errs := make([]error, len(frames))
+	failed := false
+	ok := make([]can.Frame, 0, len(frames))
+	pos := make([]int, 0, len(frames))
+	for i, f := range frames {
+		if err := s.admit(ctx, f); err != nil {
+			errs[i], failed = err, true
+			continue
+		}
+		ok, pos = append(ok, f), append(pos, i)
+	}
+	if len(ok) > 0 {
+		for k, err := range s.send(ctx, ok) {
+			if err != nil {
+				errs[pos[k]], failed = s.sendErr(ok[k], err), true
+			}
+		}
+	}
+	if !failed {
+		return nil
+	}
+	return &can.BatchError{Errs: errs}
+}
+
+// admit runs Send's checks on f and waits for the send rate; nil means f
+// may be queued. Refusals are counted.
+func (s *session) admit(ctx context.Context, f can.Frame) error {
 	if s.closed() {
 		return s.errClosed(fmt.Sprintf("send %s", f))
 	}
@@ -145,24 +195,20 @@ func (s *session) Send(ctx context.Context, f can.Frame) error {
 				Reason: fmt.Sprintf("allows %s: sending %s gave up waiting for the rate: %v", s.grant.SendRate, f, err)}
 		}
 	}
-	select {
-	case s.d.sendSem <- struct{}{}:
-	case <-ctx.Done():
-		return fmt.Errorf("send %s: %w", f, ctx.Err())
-	case <-s.done:
-		return s.errClosed(fmt.Sprintf("send %s", f))
-	}
-	defer func() { <-s.d.sendSem }()
-	bus, err := s.d.current()
-	if err == nil {
-		err = s.d.failed(bus, bus.Send(ctx, f))
-	}
-	if err != nil {
-		return fmt.Errorf("send %s: container %s: grant %q: %w", f, s.container, s.grant.Name, err)
-	}
-	s.sent.Add(1)
-	s.d.echo(s, f)
 	return nil
+}
+
+// sendErr is the error Send returns for f when the sender gave it err.
+func (s *session) sendErr(f can.Frame, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, errSessionClosed):
+		return s.errClosed(fmt.Sprintf("send %s", f))
+	case err == context.Canceled || err == context.DeadlineExceeded:
+		return fmt.Errorf("send %s: %w", f, err)
+	}
+	return fmt.Errorf("send %s: container %s: grant %q: %w", f, s.container, s.grant.Name, err)
 }
 
 // State returns the device's controller state from its plugin; while the

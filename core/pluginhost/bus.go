@@ -12,7 +12,8 @@ import (
 )
 
 // bus is a CAN bus opened through the host: the plugin's bus, with errors
-// caused by the plugin going away turned into ErrUnavailable.
+// caused by the plugin going away turned into ErrUnavailable. It keeps the
+// plugin bus's batching: it is a can.BatchSender.
 type bus struct {
 	can.Bus
 	inst *instance
@@ -21,6 +22,24 @@ type bus struct {
 
 func (b *bus) Send(ctx context.Context, f can.Frame) error {
 	return b.inst.wrap(ctx, "send "+b.name, b.Bus.Send(ctx, f))
+}
+
+var _ can.BatchSender = (*bus)(nil)
+
+// SendBatch sends frames in one can.SendBatch on the plugin's bus (one
+// round trip per batch on the wire). Each frame's error is wrapped as Send
+// wraps it, ErrUnavailable included when the plugin went away; the result
+// is nil or a *can.BatchError with one entry per frame.
+func (b *bus) SendBatch(ctx context.Context, frames []can.Frame) error {
+	err := can.SendBatch(ctx, b.Bus, frames)
+	if err == nil {
+		return nil
+	}
+	errs := can.FrameErrors(err, len(frames))
+	for i, e := range errs {
+		errs[i] = b.inst.wrap(ctx, "send "+b.name, e)
+	}
+	return &can.BatchError{Errs: errs}
 }
 
 func (b *bus) Receive(ctx context.Context) (can.Stream, error) {
