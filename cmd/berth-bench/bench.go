@@ -63,19 +63,21 @@ const idleWait = time.Second
 
 type options struct {
 	bin, images, runtime string
+	board                string // berthd's --board for the stack part
 	runs                 int
 	json                 bool
 	only                 string // "", "stack" or "can"
 	cpuProfile           string // write this process's CPU profile here
 }
 
-const usage = "usage: berth-bench [-bin DIR] [-images DIR] [-runtime NAME] [-n RUNS] [-only stack|can] [-json] [-cpuprofile FILE]"
+const usage = "usage: berth-bench [-bin DIR] [-images DIR] [-board FILE] [-runtime NAME] [-n RUNS] [-only stack|can] [-json] [-cpuprofile FILE]"
 
 func run(args []string) error {
 	fs := flag.NewFlagSet("berth-bench", flag.ContinueOnError)
 	var o options
 	fs.StringVar(&o.bin, "bin", "bin", "directory holding berthd, berth, berth-monitor and berth-plugin-vcan (make build)")
 	fs.StringVar(&o.images, "images", "build/images", "directory holding the image archives (make images)")
+	fs.StringVar(&o.board, "board", "board-support/sim/board.hcl", "the board file berthd runs with in the stack part, as on an ECU (its plugins count in their own RSS, not berthd's)")
 	fs.StringVar(&o.runtime, "runtime", "crun", "berthd's preferred OCI runtime; the baseline uses the one berthd selects")
 	fs.IntVar(&o.runs, "n", 5, "cold-start runs of each kind, alternating")
 	fs.BoolVar(&o.json, "json", false, "print the results as JSON instead of a table")

@@ -89,7 +89,8 @@ func (b *bench) startDaemon(ctx context.Context) error {
 	// not know, which must never be another berthd's on this host.
 	b.daemon = exec.Command("unshare", "--net", "--", filepath.Join(b.bin, "berthd"),
 		"--state-dir", b.state, "--run-dir", b.runDir, "--socket", b.sock,
-		"--runtime", b.opts.runtime, "--cgroup-parent", b.cgroup, "--log-level", "warn")
+		"--runtime", b.opts.runtime, "--cgroup-parent", b.cgroup, "--log-level", "warn",
+		"--board", b.opts.board, "--plugin-dir", b.bin)
 	b.daemon.Stdout, b.daemon.Stderr = logf, logf
 	if err := b.daemon.Start(); err != nil {
 		return fmt.Errorf("start berthd: %w", err)
