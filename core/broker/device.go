@@ -265,8 +265,9 @@ func (d *device) remove(s *session) {
 }
 
 // dispatchLocked hands frames to every session but from whose grant
-// selects them, in order. It never blocks: a session's hub drops what its
-// readers cannot take. Callers hold d.mu, which keeps one order for
+// selects them, in order: to its streams and its subscriptions. It never
+// blocks: a session's hub drops what its readers cannot take, and a
+// subscription's deliver must not block. Callers hold d.mu, which keeps one order for
 // frames from the plugin and frames the sessions send.
 func (d *device) dispatchLocked(from *session, frames []can.Frame) {
 	for _, f := range frames {
@@ -287,6 +288,7 @@ func (d *device) dispatchLocked(from *session, frames []can.Frame) {
 		}
 		if len(buf) > 0 {
 			s.hub.Publish(buf...)
+			s.deliverLocked(buf)
 		}
 		d.scratch = buf[:0]
 	}

@@ -11,7 +11,7 @@ import (
 )
 
 // session is one container's grant on one device, as a can.Bus (and a
-// can.BatchSender).
+// can.BatchSender and can.Subscriber).
 type session struct {
 	d         *device
 	container string
@@ -22,7 +22,11 @@ type session struct {
 	closeOnce sync.Once
 	done      chan struct{} // closed by Close
 
-	delivered, sent, refused, rateLimited atomic.Uint64
+	subs []*subscription // guarded by d.mu
+
+	// subDrops are frames subscriptions did not take; the hub counts
+	// its streams' drops.
+	delivered, subDrops, sent, refused, rateLimited atomic.Uint64
 }
 
 func newSession(d *device, container string, g Grant) *session {
@@ -94,6 +98,66 @@ func (st *stream) Recv() ([]can.Frame, error) {
 	fs, err := st.Stream.Recv()
 	st.s.delivered.Add(uint64(len(fs)))
 	return fs, err
+}
+
+// subscription is one Subscribe's callback.
+type subscription struct {
+	deliver func([]can.Frame) int
+	done    chan struct{} // closed by whoever removes it from subs
+	stop    func() bool   // forgets the ctx watch
+}
+
+// Subscribe implements can.Subscriber: deliver gets what Receive would
+// stream, from the device's dispatch, under the device's lock (so in bus
+// order, and deliver must not call the broker). Frames it does not take
+// count in Counters().Drops and the stats' Dropped, as a slow stream's
+// do. It pauses while the plugin is down. done is closed once ctx ended
+// or the session closed, after deliver's last call.
+func (s *session) Subscribe(ctx context.Context, deliver func([]can.Frame) int) (<-chan struct{}, error) {
+	if deliver == nil {
+		return nil, fmt.Errorf("subscribe: container %s: grant %q: deliver is nil: pass a function", s.container, s.grant.Name)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("subscribe: %w", err)
+	}
+	sub := &subscription{deliver: deliver, done: make(chan struct{})}
+	s.d.mu.Lock()
+	if s.closed() {
+		s.d.mu.Unlock()
+		return nil, s.errClosed("subscribe")
+	}
+	s.subs = append(s.subs, sub)
+	sub.stop = context.AfterFunc(ctx, func() { s.unsubscribe(sub) })
+	s.d.mu.Unlock()
+	return sub.done, nil
+}
+
+// unsubscribe ends sub, or all subscriptions when sub is nil.
+func (s *session) unsubscribe(sub *subscription) {
+	s.d.mu.Lock()
+	var gone []*subscription
+	for i := 0; i < len(s.subs); i++ {
+		if x := s.subs[i]; sub == nil || x == sub {
+			gone = append(gone, x)
+			s.subs = append(s.subs[:i:i], s.subs[i+1:]...)
+			i--
+		}
+	}
+	s.d.mu.Unlock()
+	for _, x := range gone {
+		x.stop()
+		close(x.done)
+	}
+}
+
+// deliverLocked hands frames, which the grant selected, to the session's
+// subscriptions and counts what they take and drop. Callers hold d.mu.
+func (s *session) deliverLocked(frames []can.Frame) {
+	for _, sub := range s.subs {
+		n := min(max(sub.deliver(frames), 0), len(frames))
+		s.delivered.Add(uint64(n))
+		s.subDrops.Add(uint64(len(frames) - n))
+	}
 }
 
 // Send checks f against the grant and sends it on the device's plugin
@@ -237,17 +301,20 @@ func (s *session) Counters(context.Context) (can.Counters, error) {
 		return can.Counters{}, s.errClosed("counters")
 	}
 	c := s.hub.Counters()
+	c.Drops += s.subDrops.Load()
 	c.TxFrames = s.sent.Load()
 	return c, nil
 }
 
-// Close ends the session's streams with can.ErrClosed and leaves the
+// Close ends the session's streams with can.ErrClosed and its
+// subscriptions, and leaves the
 // device and other sessions running; the last session on a device closes
 // the plugin bus. Safe to call twice.
 func (s *session) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.done)
 		s.d.remove(s)
+		s.unsubscribe(nil)
 		s.hub.Close()
 		s.d.b.cfg.log.Debug("broker session closed", "device", s.d.name, "container", s.container, "grant", s.grant.Name)
 		s.d.b.release(s.d)
@@ -259,7 +326,7 @@ func (s *session) stats() SessionStats {
 	c := s.hub.Counters()
 	return SessionStats{
 		Container: s.container, Grant: s.grant.Name,
-		Received: c.RxFrames, Delivered: s.delivered.Load(), Dropped: c.Drops,
+		Received: c.RxFrames, Delivered: s.delivered.Load(), Dropped: c.Drops + s.subDrops.Load(),
 		Sent: s.sent.Load(), Refused: s.refused.Load(), RateLimited: s.rateLimited.Load(),
 	}
 }

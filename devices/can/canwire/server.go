@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -104,6 +105,15 @@ type session struct {
 	c     *net.UnixConn
 	hello Hello
 	bus   can.Bus
+	out   []byte // records being written, by receive or deliver
+
+	// A subscribed session writes the socket from the bus's dispatch
+	// (deliver) through rc, without blocking. Until the client has its
+	// hello answer, deliver queues the frames in pending instead.
+	rc      syscall.RawConn
+	ready   atomic.Bool
+	mu      sync.Mutex
+	pending []can.Frame
 }
 
 func (s *server) serveConn(ctx context.Context, c *net.UnixConn) error {
@@ -137,9 +147,18 @@ func (s *server) serveConn(ctx context.Context, c *net.UnixConn) error {
 		return err
 	}
 	defer bus.Close()
-	// The stream starts before the client hears OK, so it gets every
+	ss := &session{s: s, c: c, hello: h, bus: bus, out: make([]byte, 0, MaxMessage)}
+	// Frames are taken from before the client hears OK, so it gets every
 	// frame from then on.
-	stream, err := bus.Receive(ctx)
+	var stream can.Stream
+	var subDone <-chan struct{}
+	if sub, ok := bus.(can.Subscriber); ok {
+		if ss.rc, err = c.SyscallConn(); err == nil {
+			subDone, err = sub.Subscribe(ctx, func(fs []can.Frame) int { return ss.deliver(fs, cancel) })
+		}
+	} else {
+		stream, err = bus.Receive(ctx)
+	}
 	if err != nil {
 		err = fmt.Errorf("grant %q: %w", h.String(), err)
 		_, _ = c.Write(errorMessage(0, err))
@@ -153,16 +172,28 @@ func (s *server) serveConn(ctx context.Context, c *net.UnixConn) error {
 		return fmt.Errorf("grant %q: write hello answer: %w", h.String(), err)
 	}
 	_ = c.SetReadDeadline(time.Time{})
-	s.log.Debug("canwire session open", "grant", h.String(), "flags", h.Flags)
+	s.log.Debug("canwire session open", "grant", h.String(), "flags", h.Flags, "subscribed", subDone != nil)
 
-	ss := &session{s: s, c: c, hello: h, bus: bus}
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer cancel()
-	wg.Go(func() {
-		defer cancel()
-		ss.receive(ctx, stream)
-	})
+	if subDone != nil {
+		if err := ss.flushPending(); err != nil {
+			return nil // the client left
+		}
+		wg.Go(func() {
+			defer cancel()
+			<-subDone
+			if ctx.Err() == nil { // the bus ended the session
+				_, _ = c.Write(errorMessage(0, fmt.Errorf("grant %q: receive: %w", h.String(), can.ErrClosed)))
+			}
+		})
+	} else {
+		wg.Go(func() {
+			defer cancel()
+			ss.receive(ctx, stream)
+		})
+	}
 	err = ss.transmit(ctx, buf)
 	if ctx.Err() != nil {
 		return nil
@@ -254,15 +285,109 @@ func decodeClientMessage(msg []byte) (f can.Frame, c *control, err error) {
 	return f, nil, nil
 }
 
+// deliver is the session's can.Subscriber callback: it writes frames to
+// the socket without waiting and returns how many the socket took; a
+// client that does not read loses the rest, counted by the bus. A write
+// that fails otherwise than on a full socket ends the session (cancel).
+func (ss *session) deliver(frames []can.Frame, cancel context.CancelFunc) int {
+	if !ss.ready.Load() {
+		ss.mu.Lock()
+		if !ss.ready.Load() {
+			n := min(len(frames), can.DefaultDepth-len(ss.pending))
+			ss.pending = append(ss.pending, frames[:n]...)
+			ss.mu.Unlock()
+			return n
+		}
+		ss.mu.Unlock()
+	}
+	n, err := ss.writeFrames(frames, ss.writeNow)
+	if err != nil && !errors.Is(err, syscall.EAGAIN) {
+		cancel()
+	}
+	return n
+}
+
+// writeNow writes msg as one message if the socket has room now, else
+// fails with EAGAIN. It does not take the conn's write lock, which a
+// blocked answer to the client may hold.
+func (ss *session) writeNow(msg []byte) error {
+	var werr error
+	err := ss.rc.Control(func(fd uintptr) {
+		for {
+			werr = syscall.Sendto(int(fd), msg, syscall.MSG_DONTWAIT|syscall.MSG_NOSIGNAL, nil)
+			if werr != syscall.EINTR {
+				return
+			}
+		}
+	})
+	if err != nil {
+		return err
+	}
+	return werr
+}
+
+// writeWait writes msg as one message, waiting for room.
+func (ss *session) writeWait(msg []byte) error {
+	_, err := ss.c.Write(msg)
+	return err
+}
+
+// flushPending writes the frames deliver queued before the hello answer,
+// then lets deliver write by itself.
+func (ss *session) flushPending() error {
+	for {
+		ss.mu.Lock()
+		fs := ss.pending
+		ss.pending = nil
+		if len(fs) == 0 {
+			ss.ready.Store(true)
+			ss.mu.Unlock()
+			return nil
+		}
+		ss.mu.Unlock()
+		if _, err := ss.writeFrames(fs, ss.writeWait); err != nil {
+			return err
+		}
+	}
+}
+
+// writeFrames encodes frames as the records the client's hello asked for,
+// one message per frame or batched, and writes each message; it returns
+// how many frames, from the first, were written (or skipped: FD frames to
+// a client without FlagFD) before write failed.
+func (ss *session) writeFrames(frames []can.Frame, write func([]byte) error) (int, error) {
+	ts := ss.hello.Flags&FlagTimestamp != 0
+	fd := ss.hello.Flags&FlagFD != 0
+	batch := ss.hello.Flags&FlagBatch != 0
+	out, taken := ss.out[:0], 0
+	for i, f := range frames {
+		if f.FD && !fd {
+			if len(out) == 0 {
+				taken = i + 1
+			}
+			continue
+		}
+		out = appendFrame(out, f, ts)
+		if !batch || len(out)+FDFrameSize+TimestampSize > MaxMessage {
+			if err := write(out); err != nil {
+				return taken, err
+			}
+			out, taken = out[:0], i+1
+		}
+	}
+	if len(out) > 0 {
+		if err := write(out); err != nil {
+			return taken, err
+		}
+	}
+	return len(frames), nil
+}
+
 // receive streams the bus's frames to the client until ctx ends or the
 // bus is closed. A stream that fails otherwise (the plugin restarting) is
 // reported to the client as an Error message with sequence 0 and
 // reopened after a back-off.
 func (ss *session) receive(ctx context.Context, stream can.Stream) {
-	ts := ss.hello.Flags&FlagTimestamp != 0
-	fd := ss.hello.Flags&FlagFD != 0
-	batch := ss.hello.Flags&FlagBatch != 0
-	out := make([]byte, 0, MaxMessage)
 	retry := ss.s.retry
 	for {
 		frames, err := stream.Recv()
@@ -280,23 +405,8 @@ func (ss *session) receive(ctx context.Context, stream can.Stream) {
 			continue
 		}
 		retry = ss.s.retry
-		out = out[:0]
-		for _, f := range frames {
-			if f.FD && !fd {
-				continue
-			}
-			out = appendFrame(out, f, ts)
-			if !batch || len(out)+FDFrameSize+TimestampSize > MaxMessage {
-				if _, err := ss.c.Write(out); err != nil {
-					return
-				}
-				out = out[:0]
-			}
-		}
-		if len(out) > 0 {
-			if _, err := ss.c.Write(out); err != nil {
-				return
-			}
+		if _, err := ss.writeFrames(frames, ss.writeWait); err != nil {
+			return
 		}
 	}
 }
