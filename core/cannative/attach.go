@@ -14,6 +14,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/berth-io/berth/core/broker"
+
+	"github.com/berth-io/berth/core/network"
 )
 
 // Attachment is one CAN grant of one container, to be served natively.
@@ -156,7 +158,7 @@ func attach(ctx context.Context, a Attachment) (*Link, error) {
 		fd:       a.Grant.FD && busMTU >= fdMTU,
 		rules:    rules,
 	}
-	mark := linkMark(a.Instance)
+	mark := network.LinkMark(a.Instance)
 	if err := replaceLeftover(l.host, mark); err != nil {
 		return nil, err
 	}
@@ -308,7 +310,7 @@ func (l *Link) remove() error {
 	if l.hostIndex == 0 {
 		return nil
 	}
-	return deleteOwned(l.hostIndex, l.host, linkMark(l.a.Instance))
+	return deleteOwned(l.hostIndex, l.host, network.LinkMark(l.a.Instance))
 }
 
 // Stats is a link's traffic, from the kernel's can-gw and interface
@@ -470,6 +472,28 @@ func deleteOwned(index int, name, mark string) error {
 	if l.Attrs().Name != name {
 		return nil // gone, and the index reused by another link
 	}
+	return deleteMarked(l, name, mark)
+}
+
+// DeleteHostLink deletes the host end called name of a vxcan pair that
+// instance made (HostName): for a link of a container an earlier berthd
+// attached, which has no Link. A link gone is not an error; one that is not
+// marked as instance's is not touched, and the error wraps ErrLinkNotOwned.
+// Deleting it deletes the container's end and its can-gw rules.
+func DeleteHostLink(instance, name string) error {
+	l, err := netlink.LinkByName(name)
+	if isNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("look up host link %s: %w", name, err)
+	}
+	return deleteMarked(l, name, network.LinkMark(instance))
+}
+
+// deleteMarked deletes l unless its alias marks it as another's than mark
+// (no mark counts as ours: a crash between creation and marking).
+func deleteMarked(l netlink.Link, name, mark string) error {
 	if a := l.Attrs().Alias; a != mark && a != "" {
 		return fmt.Errorf("delete host link %s: marked %q, not %q: %w", name, a, mark, ErrLinkNotOwned)
 	}

@@ -7,6 +7,8 @@ import (
 	"slices"
 
 	"github.com/vishvananda/netlink"
+
+	"github.com/berth-io/berth/core/network"
 )
 
 // Cleanup deletes every host vxcan end the berth instance made (named as
@@ -31,7 +33,7 @@ func Cleanup(ctx context.Context, instance string, keep ...string) ([]string, er
 			return nil, fmt.Errorf("native CAN cleanup: list links: %w", err)
 		}
 	}
-	mark := linkMark(instance)
+	mark := network.LinkMark(instance)
 	var (
 		deleted []string
 		errs    []error

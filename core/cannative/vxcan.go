@@ -10,6 +10,8 @@ import (
 
 	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
+
+	"github.com/berth-io/berth/core/network"
 )
 
 // MTUs of CAN interfaces (linux/can.h): struct can_frame, struct canfd_frame.
@@ -23,11 +25,9 @@ const (
 // namespace and the container's interface name, and carries the alias
 // "berth:<instance>", the mark core/network puts on its bridges and veths.
 const (
-	hostPrefix  = "bc-"
-	hashChars   = 10
-	markPrefix  = "berth:"
-	maxIfName   = 15 // IFNAMSIZ - 1
-	maxInstance = 64
+	hostPrefix = "bc-"
+	hashChars  = 10
+	maxIfName  = 15 // IFNAMSIZ - 1
 )
 
 // vxcanInfoPeer is VXCAN_INFO_PEER (linux/can/vxcan.h): the peer's struct
@@ -52,20 +52,10 @@ func isHostName(name string) bool {
 	return err == nil
 }
 
-// linkMark returns the alias that marks a host link as made by instance.
-func linkMark(instance string) string { return markPrefix + instance }
-
-// checkInstance validates an instance identity as core/network does: 1 to
-// 64 characters of [A-Za-z0-9._-].
+// checkInstance validates an instance identity as core/network does.
 func checkInstance(id string) error {
-	if id == "" || len(id) > maxInstance {
-		return fmt.Errorf("instance id %q must be 1 to %d characters (berthd passes network.InstanceID of its state directory): %w", id, maxInstance, ErrInvalidAttachment)
-	}
-	for _, r := range id {
-		ok := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-'
-		if !ok {
-			return fmt.Errorf("instance id %q may hold only letters, digits, '.', '_' and '-': %w", id, ErrInvalidAttachment)
-		}
+	if err := network.CheckInstance(id); err != nil {
+		return fmt.Errorf("%w (berthd passes network.InstanceID of its state directory): %w", err, ErrInvalidAttachment)
 	}
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/berth-io/berth/core/api"
+	"github.com/berth-io/berth/devices/can"
 )
 
 func newDevicesCommand(e *env) *cobra.Command {
@@ -52,7 +53,7 @@ func (e *env) printDevices(ds api.Devices) error {
 	fmt.Fprintln(tw, "DEVICE\tCLASS\tPLUGIN\tID\tHEALTH\tRESTARTS\tRX\tTX\tERRORS\tDROPS")
 	for _, d := range ds.Devices {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", d.Name, d.Class, d.Plugin, d.ID, d.Health, d.Restarts,
-			counter(d, "rx_frames"), counter(d, "tx_frames"), counter(d, "errors"), counter(d, "drops"))
+			counter(d, can.CounterRxFrames), counter(d, can.CounterTxFrames), counter(d, can.CounterErrors), counter(d, can.CounterDrops))
 	}
 	if err := tw.Flush(); err != nil {
 		return err

@@ -237,7 +237,7 @@ func (m *deviceManager) serveOperator(ctx context.Context, l net.Listener) error
 		if m.broker == nil {
 			return nil, fmt.Errorf("berthd runs without a board file (--board), so it has no bus %q: %w", device, can.ErrUnknownDevice)
 		}
-		if !m.hasCAN(device) {
+		if d := m.board.Device(device); d == nil || d.Class != devices.ClassCAN {
 			return nil, fmt.Errorf("board %s has no CAN device %q (it has %s): %w", m.board.Name, device, m.canDevices(), can.ErrUnknownDevice)
 		}
 		g := broker.Grant{
@@ -248,15 +248,6 @@ func (m *deviceManager) serveOperator(ctx context.Context, l net.Listener) error
 		return m.broker.Open(ctx, operatorContainer, g)
 	}
 	return canwire.Serve(ctx, l, open, canwire.WithLogger(m.log.With("socket", "operator")))
-}
-
-func (m *deviceManager) hasCAN(name string) bool {
-	for _, d := range m.board.Devices {
-		if d.Name == name && d.Class == devices.ClassCAN {
-			return true
-		}
-	}
-	return false
 }
 
 func (m *deviceManager) canDevices() string {

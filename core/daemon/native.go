@@ -22,18 +22,11 @@ import (
 	"github.com/berth-io/berth/core/oci"
 	"github.com/berth-io/berth/core/playbook"
 	"github.com/berth-io/berth/core/stack"
+	"github.com/berth-io/berth/devices/can"
 )
 
-// socketcanPlugin is the name of the plugin (plugins/socketcan) whose
-// devices are host kernel CAN interfaces, the only buses the native path
-// can reach; a board names it so, or runs its binary.
-const (
-	socketcanPlugin = "socketcan"
-	socketcanBinary = "berth-plugin-socketcan"
-)
-
-// nativeWait bounds how long Prepare waits for a socketcan device's first
-// fingerprint, which names its kernel interface.
+// nativeWait bounds how long Prepare waits for a device's first
+// fingerprint, which names its kernel interface (can.AttrInterface).
 const nativeWait = 5 * time.Second
 
 // nativeCAN serves the CAN grants that ask for `native = true` as kernel
@@ -97,9 +90,9 @@ func (n *nativeCAN) cleanup(ctx context.Context) error {
 	return err
 }
 
-// fallback logs that the grant is served through the broker and why.
-func (n *nativeCAN) fallback(s *stack.Spec, grant, reason string) {
-	n.log.Warn("native CAN grant served through the broker", "container", psName(s), "grant", grant, "reason", reason)
+// logFallback logs that the grant is served through the broker and why.
+func logFallback(log *slog.Logger, s *stack.Spec, grant, reason string) {
+	log.Warn("native CAN grant served through the broker", "container", psName(s), "grant", grant, "reason", reason)
 }
 
 // psName names the container as berth ps does: stack/name.
@@ -135,11 +128,7 @@ func (m *deviceManager) nativeBuses(ctx context.Context, s *stack.Spec) map[stri
 			bus, reason = m.kernelBus(ctx, g.CAN.Device)
 		}
 		if reason != "" {
-			if n != nil {
-				n.fallback(s, g.Name, reason)
-			} else {
-				m.log.Warn("native CAN grant served through the broker", "container", psName(s), "grant", g.Name, "reason", reason)
-			}
+			logFallback(m.log, s, g.Name, reason)
 			continue
 		}
 		buses[g.Name] = bus
@@ -148,16 +137,9 @@ func (m *deviceManager) nativeBuses(ctx context.Context, s *stack.Spec) map[stri
 }
 
 // kernelBus returns the host kernel interface of the board device, or why
-// it has none: only the socketcan plugin's devices are kernel interfaces.
+// it has none: a device is a kernel interface when its plugin's fingerprint
+// names one (can.AttrInterface), as the SocketCAN plugin's do.
 func (m *deviceManager) kernelBus(ctx context.Context, device string) (bus, reason string) {
-	d := m.board.Device(device)
-	if d == nil {
-		return "", fmt.Sprintf("board %s has no device %q", m.board.Name, device)
-	}
-	p := m.board.Plugin(d.Plugin)
-	if p == nil || (p.Name != socketcanPlugin && filepath.Base(p.Path) != socketcanBinary) {
-		return "", fmt.Sprintf("bus %s is driven by plugin %q, not by socketcan, so it is no host kernel interface", device, d.Plugin)
-	}
 	wctx, cancel := context.WithTimeout(ctx, nativeWait)
 	defer cancel()
 	if err := m.host.Wait(wctx, device); err != nil {
@@ -165,13 +147,13 @@ func (m *deviceManager) kernelBus(ctx context.Context, device string) (bus, reas
 	}
 	for _, st := range m.host.Devices() {
 		if st.Name == device {
-			if ifname := st.Attributes["interface"]; ifname != "" {
+			if ifname := st.Attributes[can.AttrInterface]; ifname != "" {
 				return ifname, ""
 			}
-			return st.ID, "" // the plugin's default: the device ID
+			return "", fmt.Sprintf("bus %s is no host kernel interface: its plugin %q names none (a SocketCAN bus is one)", device, st.Plugin)
 		}
 	}
-	return "", fmt.Sprintf("plugin host has no device %q", device)
+	return "", fmt.Sprintf("board %s has no device %q", m.board.Name, device)
 }
 
 // served returns the names of the container's grants served natively,
@@ -200,7 +182,7 @@ func (n *nativeCAN) attach(ctx context.Context, s *stack.Spec, netns string, bus
 			Bus: buses[name], Netns: netns, Grant: *g.CAN, Instance: n.instance, Container: psName(s),
 		})
 		if err != nil {
-			n.fallback(s, name, err.Error())
+			logFallback(n.log, s, name, err.Error())
 			continue
 		}
 		n.add(s.ID(), name, &nativeLink{device: g.CAN.Device, container: psName(s), host: l.HostName(), link: l})
@@ -227,7 +209,7 @@ func (n *nativeCAN) adopt(ctx context.Context, s *stack.Spec, netns string, buse
 	}
 	if !isMountPoint(netns) {
 		for name := range missing {
-			n.fallback(s, name, "the adopted container has no network namespace berth made at "+netns)
+			logFallback(n.log, s, name, "the adopted container has no network namespace berth made at "+netns)
 		}
 		return
 	}
@@ -278,15 +260,8 @@ func (n *nativeCAN) close(l *nativeLink) error {
 	if l.link != nil {
 		return l.link.Close()
 	}
-	ln, err := netlink.LinkByName(l.host)
-	if err != nil {
-		return nil // gone already, with its namespace
-	}
-	if ln.Attrs().Alias != "berth:"+n.instance {
-		return fmt.Errorf("native CAN link %s of container %s: %w", l.host, l.container, cannative.ErrLinkNotOwned)
-	}
-	if err := netlink.LinkDel(ln); err != nil {
-		return fmt.Errorf("delete native CAN link %s of container %s: %w", l.host, l.container, err)
+	if err := cannative.DeleteHostLink(n.instance, l.host); err != nil {
+		return fmt.Errorf("native CAN link of container %s: %w", l.container, err)
 	}
 	return nil
 }
@@ -351,7 +326,7 @@ func (d *ociDriver) prepareNative(ctx context.Context, s *stack.Spec, opts *oci.
 	if s.Container.NetworkMode != playbook.NetworkBridge {
 		if err := ensureNetNS(ns); err != nil {
 			for name := range buses {
-				d.devices.native.fallback(s, name, err.Error())
+				logFallback(d.log, s, name, err.Error())
 			}
 			return
 		}

@@ -55,7 +55,7 @@ type options struct {
 // its networks again.
 func WithInstance(id string) Option {
 	return func(o *options) error {
-		if err := checkInstance(id); err != nil {
+		if err := CheckInstance(id); err != nil {
 			return err
 		}
 		o.instance = id
@@ -125,7 +125,7 @@ func NewManager(stateDir string, log *slog.Logger, opts ...Option) (*Manager, er
 		return nil, fmt.Errorf("network manager: netlink: %w", err)
 	}
 	return &Manager{
-		dir: stateDir, instance: o.instance, mark: linkMark(o.instance),
+		dir: stateDir, instance: o.instance, mark: LinkMark(o.instance),
 		log: log.With("instance", o.instance), h: h, pool: o.pool, poolBits: o.poolBits, nets: nets,
 	}, nil
 }

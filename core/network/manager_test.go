@@ -525,13 +525,13 @@ func TestCleanup(t *testing.T) {
 	if err := os.Remove(statePath(dir, gone.Bridge)); err != nil {
 		t.Fatal(err)
 	}
-	mine := linkMark(m.Instance())
+	mine := LinkMark(m.Instance())
 	stray := VethName(m.Instance(), "x", "y", "z")
 	addLink(t, host, &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: stray}, PeerName: "strayp"}, mine)
 	addLink(t, host, &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "bb-not-berth"}}, mine)
 	addLink(t, host, &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "bb-0123456789"}}, "")
-	addLink(t, host, &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "bb-abcdef0123"}}, linkMark("other"))
-	addLink(t, host, &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "bv-abcdef0123"}, PeerName: "otherp"}, linkMark("other"))
+	addLink(t, host, &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "bb-abcdef0123"}}, LinkMark("other"))
+	addLink(t, host, &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "bv-abcdef0123"}, PeerName: "otherp"}, LinkMark("other"))
 
 	m2 := newManager(t, dir, host)
 	if err := m2.Cleanup(t.Context(), []ContainerRef{{"s", "running"}}); err != nil {
@@ -603,8 +603,8 @@ func TestTwoInstances(t *testing.T) {
 	}
 	for _, m := range []*Manager{a, b} {
 		n := m.Networks()[0]
-		if got := hostLink(t, host, n.Bridge).Attrs().Alias; got != linkMark(m.Instance()) {
-			t.Errorf("bridge %s has alias %q, want %q", n.Bridge, got, linkMark(m.Instance()))
+		if got := hostLink(t, host, n.Bridge).Attrs().Alias; got != LinkMark(m.Instance()) {
+			t.Errorf("bridge %s has alias %q, want %q", n.Bridge, got, LinkMark(m.Instance()))
 		}
 	}
 
@@ -617,8 +617,8 @@ func TestTwoInstances(t *testing.T) {
 	vethsB := []string{VethName(b.Instance(), "demo", "web", "backend"), VethName(b.Instance(), "demo", "db", "backend")}
 	for m, veths := range map[*Manager][]string{a: vethsA, b: vethsB} {
 		for _, v := range veths {
-			if l := hostLink(t, host, v); l.Attrs().Alias != linkMark(m.Instance()) {
-				t.Errorf("veth %s has alias %q, want %q", v, l.Attrs().Alias, linkMark(m.Instance()))
+			if l := hostLink(t, host, v); l.Attrs().Alias != LinkMark(m.Instance()) {
+				t.Errorf("veth %s has alias %q, want %q", v, l.Attrs().Alias, LinkMark(m.Instance()))
 			}
 		}
 	}
@@ -626,8 +626,8 @@ func TestTwoInstances(t *testing.T) {
 	// Leftovers on the host: one of each instance (marked, state lost) and
 	// an unmarked link of berth's shape, which belongs to neither.
 	leftA, leftB := BridgeName(a.Instance(), "old", "net"), BridgeName(b.Instance(), "old", "net")
-	addLink(t, host, &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: leftA}}, linkMark(a.Instance()))
-	addLink(t, host, &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: leftB}}, linkMark(b.Instance()))
+	addLink(t, host, &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: leftA}}, LinkMark(a.Instance()))
+	addLink(t, host, &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: leftB}}, LinkMark(b.Instance()))
 	addLink(t, host, &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "bb-0123456789"}}, "")
 
 	// The second berthd starts up and cleans up with no container to keep.
@@ -667,7 +667,7 @@ func TestTwoInstances(t *testing.T) {
 	// Each instance refuses to delete the other's link even if the names
 	// collide (as they would with a forced shared identity).
 	c := newManager(t, t.TempDir(), host, WithInstance(a.Instance()+"x"))
-	addLink(t, host, &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: BridgeName(c.Instance(), "s", "n")}}, linkMark(a.Instance()))
+	addLink(t, host, &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: BridgeName(c.Instance(), "s", "n")}}, LinkMark(a.Instance()))
 	if err := c.RemoveNetwork(t.Context(), "s", "n"); !errors.Is(err, ErrLinkNotOwned) {
 		t.Errorf("RemoveNetwork over another instance's bridge: %v, want ErrLinkNotOwned", err)
 	}

@@ -12,7 +12,7 @@ import (
 )
 
 // Link name prefixes. Every link berth makes in the host namespace starts
-// with one of them; its alias (see linkMark) says which instance made it.
+// with one of them; its alias (see LinkMark) says which instance made it.
 const (
 	bridgePrefix = "bb-"
 	vethPrefix   = "bv-"
@@ -64,9 +64,10 @@ func InstanceID(stateDir string) (string, error) {
 	return hex.EncodeToString(sum[:])[:instanceHexChars], nil
 }
 
-// checkInstance validates an instance identity: 1 to 64 characters of
+// CheckInstance validates an instance identity: 1 to 64 characters of
 // [A-Za-z0-9._-], so names and link marks built from it are unambiguous.
-func checkInstance(id string) error {
+// The error wraps ErrInvalidName.
+func CheckInstance(id string) error {
 	if id == "" || len(id) > maxInstance {
 		return fmt.Errorf("instance id %q must be 1 to %d characters: %w", id, maxInstance, ErrInvalidName)
 	}
@@ -79,8 +80,9 @@ func checkInstance(id string) error {
 	return nil
 }
 
-// linkMark returns the alias that marks a host link as made by instance.
-func linkMark(instance string) string { return markPrefix + instance }
+// LinkMark returns the alias ("berth:<instance>") that marks a host link
+// as made by instance; core/cannative marks its links the same way.
+func LinkMark(instance string) string { return markPrefix + instance }
 
 // ContainerInterface returns the interface name of the i-th (from 0) network
 // of a container inside its namespace: eth0, eth1, ...

@@ -62,7 +62,7 @@ func TestInstanceID(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(id) != instanceHexChars || checkInstance(id) != nil {
+	if len(id) != instanceHexChars || CheckInstance(id) != nil {
 		t.Errorf("InstanceID = %q, want %d hex characters", id, instanceHexChars)
 	}
 	same := []string{"/var/lib/berth/networks/", "/var/lib/berth/./x/../networks", "//var/lib/berth/networks"}
@@ -101,14 +101,14 @@ func TestCheckInstance(t *testing.T) {
 		{"ünï", false},
 	}
 	for _, tt := range tests {
-		err := checkInstance(tt.id)
+		err := CheckInstance(tt.id)
 		if tt.ok != (err == nil) {
-			t.Errorf("checkInstance(%q) = %v, want ok %v", tt.id, err, tt.ok)
+			t.Errorf("CheckInstance(%q) = %v, want ok %v", tt.id, err, tt.ok)
 		}
 		if err != nil && !errors.Is(err, ErrInvalidName) {
-			t.Errorf("checkInstance(%q) = %v, want ErrInvalidName", tt.id, err)
+			t.Errorf("CheckInstance(%q) = %v, want ErrInvalidName", tt.id, err)
 		}
-		if err == nil && len(linkMark(tt.id)) > 128 {
+		if err == nil && len(LinkMark(tt.id)) > 128 {
 			t.Errorf("mark of %q is longer than the kernel's 128-byte alias limit", tt.id)
 		}
 	}

@@ -84,6 +84,12 @@ const (
 	CounterDrops    = "drops"
 )
 
+// AttrInterface is the fingerprint attribute that names the host kernel
+// network interface a CAN device is (SocketCAN's "can0", "vcan0"). A plugin
+// sets it only for such devices; berthd serves a `native = true` grant on a
+// device that has it as a kernel interface in the container (core/cannative).
+const AttrInterface = "interface"
+
 // Map returns the counters keyed by the Counter* names, as
 // devices.DeviceStats carries them.
 func (c Counters) Map() map[string]uint64 {

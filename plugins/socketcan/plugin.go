@@ -168,7 +168,7 @@ func (p *Plugin) Configure(ctx context.Context, v cty.Value) error {
 // probe fingerprints d's interface.
 func (p *Plugin) probe(d Device) devices.Device {
 	out := devices.Device{ID: d.ID, Class: devices.ClassCAN, Health: devices.HealthHealthy,
-		Attributes: map[string]string{"interface": d.Interface, "mode": modeOf(d).String()}}
+		Attributes: map[string]string{can.AttrInterface: d.Interface, "mode": modeOf(d).String()}}
 	if d.Bitrate > 0 {
 		out.Attributes["bitrate"] = fmt.Sprint(d.Bitrate)
 	}
