@@ -28,9 +28,7 @@ func ChooseAccel(ctx context.Context, vm VM, busybox, cacheRoot string) string {
 	}
 	f.Close()
 
-	var uts unix.Utsname
-	_ = unix.Uname(&uts)
-	stamp := filepath.Join(cacheRoot, "accel-"+unix.ByteSliceToString(uts.Release[:]))
+	stamp := accelStamp(cacheRoot)
 	if data, err := os.ReadFile(stamp); err == nil {
 		if a := strings.TrimSpace(string(data)); a == AccelKVM || a == AccelTCG {
 			return a
@@ -54,4 +52,19 @@ func ChooseAccel(ctx context.Context, vm VM, busybox, cacheRoot string) string {
 	}
 	_ = os.WriteFile(stamp, []byte(accel+"\n"), 0o644)
 	return accel
+}
+
+// DistrustKVM records that KVM misbehaves on this host (a guest stalled
+// under it, see ErrGuestStalled), so that ChooseAccel answers TCG from now
+// on, for this host kernel.
+func DistrustKVM(cacheRoot string) error {
+	return os.WriteFile(accelStamp(cacheRoot), []byte(AccelTCG+"\n"), 0o644)
+}
+
+// accelStamp is the file that caches ChooseAccel's answer for the running
+// host kernel.
+func accelStamp(cacheRoot string) string {
+	var uts unix.Utsname
+	_ = unix.Uname(&uts)
+	return filepath.Join(cacheRoot, "accel-"+unix.ByteSliceToString(uts.Release[:]))
 }

@@ -19,6 +19,11 @@ var (
 	ErrNoKernelPackage = errors.New("no versioned kernel package found")
 	// ErrTimeout reports a guest that did not finish within its deadline.
 	ErrTimeout = errors.New("guest timed out")
+	// ErrGuestStalled reports a guest kernel that stopped making progress:
+	// a soft lockup or an RCU stall, which the guest turns into a panic at
+	// once rather than hanging until the deadline. Seen with nested KVM
+	// that boots but loses interrupts; TCG does not show it.
+	ErrGuestStalled = errors.New("guest kernel stalled (soft lockup or RCU stall)")
 	// ErrNoExitStatus reports a guest that stopped without writing the test's
 	// exit status: a kernel panic, a crash of /init, or a failed boot.
 	ErrNoExitStatus = errors.New("guest stopped without reporting an exit status")

@@ -39,7 +39,7 @@ type VM struct {
 }
 
 // GuestError is a guest that failed to report a test result: Reason is
-// ErrTimeout or ErrNoExitStatus, Console the last lines of its kernel
+// ErrTimeout, ErrGuestStalled or ErrNoExitStatus, Console the last lines of its kernel
 // console.
 type GuestError struct {
 	Reason  error
@@ -123,7 +123,25 @@ func (vm *VM) Run(ctx context.Context, p Payload, stdout io.Writer) (Result, err
 	case scanErr != nil:
 		return Result{}, fmt.Errorf("vm run: read guest output: %w", scanErr)
 	}
-	return Result{}, &GuestError{Reason: ErrNoExitStatus, Console: tail(console, consoleTailLines)}
+	reason := ErrNoExitStatus
+	if data, err := os.ReadFile(console); err == nil && Stalled(string(data)) {
+		reason = ErrGuestStalled
+	}
+	return Result{}, &GuestError{Reason: reason, Console: tail(console, consoleTailLines)}
+}
+
+// stallSignatures are the kernel's words for a CPU that stopped making
+// progress (kernel/watchdog.c, kernel/rcu/tree_stall.h).
+var stallSignatures = []string{"BUG: soft lockup", "detected stalls on CPUs", "rcu_preempt kthread starved", "rcu_sched kthread starved"}
+
+// Stalled reports whether a guest console shows a soft lockup or an RCU stall.
+func Stalled(console string) bool {
+	for _, s := range stallSignatures {
+		if strings.Contains(console, s) {
+			return true
+		}
+	}
+	return false
 }
 
 func (vm *VM) logger() *slog.Logger {
@@ -135,7 +153,9 @@ func (vm *VM) logger() *slog.Logger {
 
 // args returns qemu's command line: no default devices, the console on
 // ttyS0 (to a file), the test output on ttyS1 (qemu's stdout), and no
-// reboot, so a guest panic (panic=-1) ends qemu at once.
+// reboot, so a guest panic (panic=-1) ends qemu at once. A soft lockup or
+// an RCU stall panics too: a stalled guest would otherwise sit until the
+// deadline.
 func (vm *VM) args(initrd, console string) []string {
 	cpu := "max"
 	if vm.Accel == AccelKVM {
@@ -146,7 +166,7 @@ func (vm *VM) args(initrd, console string) []string {
 		"-m", strconv.Itoa(vm.MemoryMB), "-smp", strconv.Itoa(vm.CPUs),
 		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
 		"-kernel", vm.Kernel, "-initrd", initrd,
-		"-append", "console=ttyS0 panic=-1 oops=panic quiet",
+		"-append", "console=ttyS0 panic=-1 oops=panic softlockup_panic=1 sysctl.kernel.panic_on_rcu_stall=1 quiet",
 		"-chardev", "file,id=console,path=" + console, "-serial", "chardev:console",
 		"-chardev", "stdio,id=output,signal=off", "-serial", "chardev:output",
 	}

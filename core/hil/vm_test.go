@@ -148,3 +148,34 @@ func TestGuestError(t *testing.T) {
 		t.Errorf("GuestError = %v", err)
 	}
 }
+
+// TestStalled recognises the console of a guest whose CPUs stopped making
+// progress (lines from a CI run under nested KVM) and not a healthy one.
+func TestStalled(t *testing.T) {
+	stalled := []string{
+		"[   80.582198] watchdog: BUG: soft lockup - CPU#0 stuck for 71s! [runc:198]\n",
+		"[   91.174827] rcu: INFO: rcu_preempt detected stalls on CPUs/tasks:\n",
+		"[   91.174827] rcu: rcu_preempt kthread starved for 21013 jiffies! g-91 f0x2\n",
+	}
+	for _, c := range stalled {
+		if !Stalled(c) {
+			t.Errorf("Stalled(%q) = false, want true", c)
+		}
+	}
+	healthy := "[    1.2] vcan: Virtual CAN interface driver\nberth-hil: modules loaded in 0.3s\n[    9.9] reboot: Power down\n"
+	if Stalled(healthy) {
+		t.Errorf("Stalled(healthy console) = true")
+	}
+}
+
+// TestStallsPanic checks the kernel command line turns a stall into a panic
+// (so the guest ends at once) and a panic into qemu's exit.
+func TestStallsPanic(t *testing.T) {
+	vm := VM{Accel: AccelTCG, MemoryMB: 256, CPUs: 1}
+	args := strings.Join(vm.args("initrd", "console"), " ")
+	for _, want := range []string{"panic=-1", "softlockup_panic=1", "sysctl.kernel.panic_on_rcu_stall=1", "-no-reboot"} {
+		if !strings.Contains(args, want) {
+			t.Errorf("qemu args lack %q: %s", want, args)
+		}
+	}
+}
