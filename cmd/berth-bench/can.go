@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/zclconf/go-cty/cty"
@@ -80,10 +79,6 @@ type canRig struct {
 	drops uint64 // the plugin's drop count at the last deviceDrops
 }
 
-// canStatsInterval is how often the plugin host polls the plugin's
-// counters; the bench reads them only after a round that lost frames.
-const canStatsInterval = 250 * time.Millisecond
-
 // startCAN starts the plugin from bin, joins the injector to its hub and
 // serves the broker on a device socket. On error it undoes what it did.
 func startCAN(ctx context.Context, bin string) (r *canRig, err error) {
@@ -108,7 +103,7 @@ func startCAN(ctx context.Context, bin string) (r *canRig, err error) {
 	if diags.HasErrors() {
 		return nil, fmt.Errorf("board file %s: %s", boardPath, diags.Error())
 	}
-	if r.host, err = pluginhost.Start(ctx, b, pluginhost.WithLogger(slog.New(slog.DiscardHandler)), pluginhost.WithStatsInterval(canStatsInterval)); err != nil {
+	if r.host, err = pluginhost.Start(ctx, b, pluginhost.WithLogger(slog.New(slog.DiscardHandler))); err != nil {
 		return nil, fmt.Errorf("start %s: %w (run make build)", canPlugin, err)
 	}
 	if r.pid, err = childPid(canPlugin); err != nil {

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
@@ -21,6 +22,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/berth-io/berth/core/api"
+	"github.com/berth-io/berth/core/exepages"
 	"github.com/berth-io/berth/core/image"
 	"github.com/berth-io/berth/core/network"
 	"github.com/berth-io/berth/core/oci"
@@ -301,6 +303,7 @@ func (d *Daemon) Serve(ctx context.Context) error {
 	d.log.Info("berthd ready", "socket", d.cfg.Socket, "runtime", d.runtime.Name, "runtime_version", version, "state", d.cfg.StateDir)
 	sd.Ready("serving on " + d.cfg.Socket)
 	go sd.Watchdog(ctx, d.log)
+	releaseStartup(d.log)
 	select {
 	case err := <-errc:
 		return err
@@ -316,6 +319,17 @@ func (d *Daemon) Serve(ctx context.Context) error {
 		srv.Stop() // streams such as `logs -f` do not end by themselves
 	}
 	return nil
+}
+
+// releaseStartup hands back what only berthd's start needed: the heap it
+// left (board and state decoding, plugin handshakes) and the executable
+// pages it ran once (exepages.Release). An ECU's memory budget is read
+// from berthd's resident set, which should show what it keeps using.
+func releaseStartup(log *slog.Logger) {
+	debug.FreeOSMemory()
+	if err := exepages.Release(); err != nil {
+		log.Debug("keeping start-up pages", "err", err)
+	}
 }
 
 // Run is berthd's main loop: Open, Serve until ctx ends, Close.
@@ -361,7 +375,7 @@ func (d *Daemon) checkDevices(req api.ApplyRequest) error {
 }
 
 func (d *Daemon) Devices(ctx context.Context) (api.Devices, error) {
-	return d.devices.devices(), nil
+	return d.devices.devices(ctx), nil
 }
 
 func (d *Daemon) Down(ctx context.Context, name string, progress func(api.Event)) error {

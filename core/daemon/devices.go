@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/hcl/v2"
 
@@ -263,9 +264,13 @@ func (m *deviceManager) canDevices() string {
 	return strings.Join(names, ", ")
 }
 
+// countersTimeout bounds how long `berth devices` waits for a plugin's
+// counters; a plugin that does not answer in time is shown without them.
+const countersTimeout = 2 * time.Second
+
 // devices is `berth devices`: the plugin host's view of each board device
-// with the broker's sessions on it.
-func (m *deviceManager) devices() api.Devices {
+// with the plugin's counters and the broker's sessions on it.
+func (m *deviceManager) devices(ctx context.Context) api.Devices {
 	if m.board == nil {
 		return api.Devices{}
 	}
@@ -283,11 +288,14 @@ func (m *deviceManager) devices() api.Devices {
 		}
 	}
 	out := api.Devices{Board: m.board.Name}
+	ctx, cancel := context.WithTimeout(ctx, countersTimeout)
+	defer cancel()
+	counters := m.host.Counters(ctx)
 	for _, d := range m.host.Devices() {
 		out.Devices = append(out.Devices, api.Device{
 			Name: d.Name, Class: string(d.Class), Plugin: d.Plugin, ID: d.ID,
 			Available: d.Available, Health: d.Health.String(), Reason: d.Reason, Restarts: d.Restarts,
-			Attributes: d.Attributes, Counters: d.Counters, Sessions: sessions[d.Name],
+			Attributes: d.Attributes, Counters: counters[d.Name], Sessions: sessions[d.Name],
 		})
 	}
 	return out

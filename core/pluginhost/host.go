@@ -34,10 +34,9 @@ import (
 
 // Defaults for the options.
 const (
-	defaultBackoffMin    = 250 * time.Millisecond
-	defaultBackoffMax    = 30 * time.Second
-	defaultStatsInterval = 2 * time.Second
-	defaultStartTimeout  = 30 * time.Second
+	defaultBackoffMin   = 250 * time.Millisecond
+	defaultBackoffMax   = 30 * time.Second
+	defaultStartTimeout = 30 * time.Second
 	// exitPoll is how often a running plugin's process is checked for
 	// having exited, beside its fingerprint stream breaking (which is
 	// how a crash is usually noticed first).
@@ -45,12 +44,11 @@ const (
 )
 
 type config struct {
-	log           *slog.Logger
-	pluginDirs    []string
-	backoffMin    time.Duration
-	backoffMax    time.Duration
-	statsInterval time.Duration
-	startTimeout  time.Duration
+	log          *slog.Logger
+	pluginDirs   []string
+	backoffMin   time.Duration
+	backoffMax   time.Duration
+	startTimeout time.Duration
 }
 
 // Option configures [Start].
@@ -77,16 +75,6 @@ func WithBackoff(min, max time.Duration) Option {
 		}
 		if max >= c.backoffMin {
 			c.backoffMax = max
-		}
-	}
-}
-
-// WithStatsInterval sets how often each plugin's Stats are polled for
-// [Host.Devices] (default 2s).
-func WithStatsInterval(d time.Duration) Option {
-	return func(c *config) {
-		if d > 0 {
-			c.statsInterval = d
 		}
 	}
 }
@@ -137,11 +125,10 @@ type device struct {
 // not started. ctx bounds the start only; the plugins run until Close.
 func Start(ctx context.Context, b *board.Board, opts ...Option) (*Host, error) {
 	cfg := config{
-		log:           slog.New(slog.DiscardHandler),
-		backoffMin:    defaultBackoffMin,
-		backoffMax:    defaultBackoffMax,
-		statsInterval: defaultStatsInterval,
-		startTimeout:  defaultStartTimeout,
+		log:          slog.New(slog.DiscardHandler),
+		backoffMin:   defaultBackoffMin,
+		backoffMax:   defaultBackoffMax,
+		startTimeout: defaultStartTimeout,
 	}
 	for _, o := range opts {
 		o(&cfg)
@@ -338,11 +325,6 @@ type DeviceStatus struct {
 	Restarts int
 	// Attributes are the plugin's description of the device.
 	Attributes map[string]string
-	// Counters are the device's counters at the last stats poll (for CAN:
-	// rx_frames, tx_frames, errors, drops); nil before the first poll
-	// and while the plugin is down. They restart from zero with the
-	// plugin.
-	Counters map[string]uint64
 }
 
 // Devices returns the status of every board device whose plugin the host
@@ -393,10 +375,53 @@ func (d *device) statusLocked() DeviceStatus {
 				p.spec.Name, d.spec.ID, dev.Class, d.spec.Class)
 		}
 	}
-	if inst != nil && inst.stats != nil {
-		st.Counters = inst.stats[d.spec.ID]
-	}
 	return st
+}
+
+// Counters asks every running plugin for its devices' counters now (for
+// CAN: rx_frames, tx_frames, errors, drops) and returns them by board
+// device name. Nothing is polled in between: an idle ECU does no work
+// for counters nobody reads. A device whose plugin is down, does not
+// answer before ctx ends, or reports nothing for it is absent. Counters
+// restart from zero with their plugin.
+func (h *Host) Counters(ctx context.Context) map[string]map[string]uint64 {
+	type answer struct {
+		p     *proc
+		stats []devices.DeviceStats
+	}
+	h.mu.Lock()
+	var insts []*instance
+	for _, p := range h.procs {
+		if p.inst != nil && !p.inst.dead() {
+			insts = append(insts, p.inst)
+		}
+	}
+	h.mu.Unlock()
+
+	answers := make(chan answer, len(insts))
+	for _, inst := range insts {
+		go func() {
+			stats, err := inst.client.Base.Stats(ctx)
+			if err != nil {
+				inst.p.log.Debug("stats failed", "error", err)
+			}
+			answers <- answer{inst.p, stats}
+		}()
+	}
+	out := map[string]map[string]uint64{}
+	for range insts {
+		a := <-answers
+		byID := make(map[string]map[string]uint64, len(a.stats))
+		for _, s := range a.stats {
+			byID[s.ID] = s.Counters
+		}
+		for _, d := range a.p.devices {
+			if c, ok := byID[d.ID]; ok {
+				out[d.Name] = c
+			}
+		}
+	}
+	return out
 }
 
 // Close stops supervising and kills every plugin, waiting for them to

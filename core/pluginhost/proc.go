@@ -32,8 +32,8 @@ type proc struct {
 type instance struct {
 	p      *proc
 	client *sdk.Client
-	// ctx ends when the instance is stopped; its fingerprint stream and
-	// stats polling run under it.
+	// ctx ends when the instance is stopped; its fingerprint stream runs
+	// under it.
 	ctx    context.Context
 	cancel context.CancelFunc
 	// gone is closed once the instance is declared dead (by its
@@ -44,7 +44,6 @@ type instance struct {
 	// Guarded by p.h.mu.
 	fpSeen      bool
 	fingerprint map[string]devices.Device // by device ID
-	stats       map[string]map[string]uint64
 }
 
 // dead reports whether the instance is gone or its process has exited
@@ -214,7 +213,6 @@ func (p *proc) backoff(n int) time.Duration {
 func (p *proc) run(inst *instance) string {
 	fpDone := make(chan error, 1)
 	go func() { fpDone <- p.watchFingerprints(inst) }()
-	go p.pollStats(inst)
 	tick := time.NewTicker(exitPoll)
 	defer tick.Stop()
 	for {
@@ -287,33 +285,6 @@ func (p *proc) watchFingerprints(inst *instance) error {
 			case has && (!had || old.Health != cur.Health || old.HealthReason != cur.HealthReason):
 				p.log.Info("device health", "device", bd.Name, "id", bd.ID, "health", cur.Health.String(), "reason", cur.HealthReason)
 			}
-		}
-	}
-}
-
-// pollStats polls inst's Stats until inst stops.
-func (p *proc) pollStats(inst *instance) {
-	tick := time.NewTicker(p.h.cfg.statsInterval)
-	defer tick.Stop()
-	for {
-		ctx, cancel := context.WithTimeout(inst.ctx, p.h.cfg.statsInterval)
-		stats, err := inst.client.Base.Stats(ctx)
-		cancel()
-		if err == nil {
-			byID := make(map[string]map[string]uint64, len(stats))
-			for _, s := range stats {
-				byID[s.ID] = s.Counters
-			}
-			p.h.mu.Lock()
-			inst.stats = byID
-			p.h.mu.Unlock()
-		} else if inst.ctx.Err() == nil && !inst.dead() {
-			p.log.Debug("stats poll failed", "error", err)
-		}
-		select {
-		case <-tick.C:
-		case <-inst.ctx.Done():
-			return
 		}
 	}
 }

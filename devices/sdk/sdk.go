@@ -17,6 +17,7 @@ import (
 	"github.com/hashicorp/go-plugin"
 	"github.com/zclconf/go-cty/cty"
 
+	"github.com/berth-io/berth/core/exepages"
 	"github.com/berth-io/berth/devices"
 	"github.com/berth-io/berth/devices/can"
 )
@@ -120,7 +121,7 @@ func Serve(p Plugin, logger hclog.Logger) error {
 	return nil
 }
 
-// releaseAfterConfigure releases the start-up pages (releaseStartupPages)
+// releaseAfterConfigure releases the start-up pages (exepages.Release)
 // each time the plugin's Configure succeeds: the plugin is up then.
 type releaseAfterConfigure struct {
 	devices.Plugin
@@ -131,7 +132,7 @@ func (r releaseAfterConfigure) Configure(ctx context.Context, v cty.Value) error
 	if err := r.Plugin.Configure(ctx, v); err != nil {
 		return err
 	}
-	if err := releaseStartupPages(); err != nil {
+	if err := exepages.Release(); err != nil {
 		r.log.Debug("keeping start-up pages", "error", err)
 	}
 	return nil

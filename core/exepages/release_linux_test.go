@@ -1,4 +1,4 @@
-package sdk
+package exepages
 
 import (
 	"bufio"
@@ -32,9 +32,9 @@ func rssFile(t *testing.T) int {
 
 // Releasing the start-up pages shrinks the mapped file pages of a running
 // process, which carries on (its code is mapped back as it runs).
-func TestReleaseStartupPages(t *testing.T) {
+func TestRelease(t *testing.T) {
 	before := rssFile(t)
-	if err := releaseStartupPages(); err != nil {
+	if err := Release(); err != nil {
 		t.Fatal(err)
 	}
 	after := rssFile(t)
@@ -42,7 +42,7 @@ func TestReleaseStartupPages(t *testing.T) {
 	if after >= before {
 		t.Errorf("RssFile %d KiB after release, %d KiB before: want less", after, before)
 	}
-	if err := releaseStartupPages(); err != nil {
+	if err := Release(); err != nil {
 		t.Fatalf("second release: %v", err)
 	}
 }
