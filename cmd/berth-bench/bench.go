@@ -216,9 +216,14 @@ func (b *bench) measure(ctx context.Context, rep *report) error {
 	if _, err := b.upBerth(ctx); err != nil {
 		return err
 	}
-	if rep.RSS.StackKiB, err = b.idleRSS(ctx); err != nil {
+	if err := pause(ctx, idleWait); err != nil {
 		return err
 	}
+	stackRSS, err := readRSS(b.daemon.Process.Pid)
+	if err != nil {
+		return err
+	}
+	rep.RSS.StackKiB, rep.RSS.StackAnonKiB, rep.RSS.StackFileKiB = stackRSS.KiB, stackRSS.AnonKiB, stackRSS.FileKiB
 	if rep.RSS.Monitors, rep.RSS.MonitorKiB, err = b.monitorsRSS(); err != nil {
 		return err
 	}

@@ -172,28 +172,6 @@ func measureCAN(ctx context.Context, bin string, logf func(string, ...any)) (rep
 	return rep, nil
 }
 
-// rss is a process's resident memory in KiB, and how much of it is
-// anonymous (heap, stacks) and file-backed (the binary's pages).
-type rss struct {
-	KiB     int64 `json:"kib"`
-	AnonKiB int64 `json:"anon_kib"`
-	FileKiB int64 `json:"file_kib"`
-}
-
-func readRSS(pid int) (rss, error) {
-	var m rss
-	var err error
-	for _, f := range []struct {
-		key string
-		dst *int64
-	}{{"VmRSS", &m.KiB}, {"RssAnon", &m.AnonKiB}, {"RssFile", &m.FileKiB}} {
-		if *f.dst, err = statusKiB(pid, f.key); err != nil {
-			return m, err
-		}
-	}
-	return m, nil
-}
-
 // loadAvg is the host's 1, 5 and 15 minute load averages.
 func loadAvg() string {
 	b, err := os.ReadFile("/proc/loadavg")

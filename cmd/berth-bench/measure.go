@@ -13,6 +13,28 @@ import (
 	"github.com/berth-io/berth/core/stack"
 )
 
+// rss is a process's resident memory in KiB, and how much of it is
+// anonymous (heap, stacks) and file-backed (the binary's pages).
+type rss struct {
+	KiB     int64 `json:"kib"`
+	AnonKiB int64 `json:"anon_kib"`
+	FileKiB int64 `json:"file_kib"`
+}
+
+func readRSS(pid int) (rss, error) {
+	var m rss
+	var err error
+	for _, f := range []struct {
+		key string
+		dst *int64
+	}{{"VmRSS", &m.KiB}, {"RssAnon", &m.AnonKiB}, {"RssFile", &m.FileKiB}} {
+		if *f.dst, err = statusKiB(pid, f.key); err != nil {
+			return m, err
+		}
+	}
+	return m, nil
+}
+
 // rssKiB is the VmRSS of process pid, in KiB.
 func rssKiB(pid int) (int64, error) { return statusKiB(pid, "VmRSS") }
 

@@ -35,15 +35,19 @@ type coldStart struct {
 }
 
 type memory struct {
-	IdleKiB    int64   `json:"idle_kib"`    // berthd, no stack
-	ImportKiB  int64   `json:"import_kib"`  // berthd, no stack, just after importing the images
-	StackKiB   int64   `json:"stack_kib"`   // berthd, the stack up
-	Monitors   int     `json:"monitors"`    // berth-monitor processes
-	MonitorKiB int64   `json:"monitor_kib"` // mean RSS of one
-	IdleRatio  float64 `json:"idle_ratio"`  // IdleKiB / target
-	StackRatio float64 `json:"stack_ratio"` // StackKiB / target
-	TargetMiB  float64 `json:"target_mib"`
-	Pass       bool    `json:"pass"`
+	IdleKiB   int64 `json:"idle_kib"`   // berthd, no stack
+	ImportKiB int64 `json:"import_kib"` // berthd, no stack, just after importing the images
+	StackKiB  int64 `json:"stack_kib"`  // berthd, the stack up
+	// StackAnonKiB (heap, stacks) and StackFileKiB (its executable's
+	// pages, which the kernel may drop and map back) add up to StackKiB.
+	StackAnonKiB int64   `json:"stack_anon_kib"`
+	StackFileKiB int64   `json:"stack_file_kib"`
+	Monitors     int     `json:"monitors"`    // berth-monitor processes
+	MonitorKiB   int64   `json:"monitor_kib"` // mean RSS of one
+	IdleRatio    float64 `json:"idle_ratio"`  // IdleKiB / target
+	StackRatio   float64 `json:"stack_ratio"` // StackKiB / target
+	TargetMiB    float64 `json:"target_mib"`
+	Pass         bool    `json:"pass"`
 }
 
 type storage struct {
@@ -152,6 +156,8 @@ func (r *report) writeStack(w io.Writer) {
 		mib(rss.IdleKiB*1024), rss.TargetMiB, rss.IdleRatio)
 	fmt.Fprintf(tw, "berthd RSS, idle, stack up\t%.1f MiB\t%.0f MiB (target)\t%.2f\t<= 1\t\n",
 		mib(rss.StackKiB*1024), rss.TargetMiB, rss.StackRatio)
+	fmt.Fprintf(tw, "  of which heap and stacks\t%.1f MiB\t\t\t(info)\t\n", mib(rss.StackAnonKiB*1024))
+	fmt.Fprintf(tw, "  of which executable pages\t%.1f MiB\t\t\t(info)\t\n", mib(rss.StackFileKiB*1024))
 	fmt.Fprintf(tw, "berthd RSS, just after import\t%.1f MiB\t\t\t(info)\t\n", mib(rss.ImportKiB*1024))
 	fmt.Fprintf(tw, "berth-monitor RSS, each\t%.1f MiB\t(%d running)\t\t(info)\t\n",
 		mib(rss.MonitorKiB*1024), rss.Monitors)
