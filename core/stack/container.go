@@ -118,6 +118,21 @@ func (c *container) waitFor(ctx context.Context, cond func() bool) error {
 	}
 }
 
+// failStart records that the container did not start, for err, and ends
+// it as its supervisor would; it returns the error to report (errStopped
+// when a stop caused it).
+func (c *container) failStart(err error) error {
+	c.update(func() {
+		if c.stopping { // the error is likely the stop's cancel
+			c.state, err = StateStopped, errStopped
+		} else {
+			c.state, c.lastErr = StateFailed, err
+		}
+	})
+	close(c.done)
+	return err
+}
+
 // supervise runs the container until it is stopped, its policy keeps it
 // down, or ctx ends (berthd shutting down: the container keeps running).
 // adopted, when not nil, is the process an earlier berthd started: it is

@@ -148,7 +148,24 @@ func (m *Manager) restore(ctx context.Context, name string) error {
 	m.stacks[name] = r
 	m.mu.Unlock()
 	m.log.Info("restoring stack", "stack", name, "generation", gen.Number, "containers", len(specs))
-	m.startAll(r, specs, true)
+	// Adopt what an earlier berthd left before returning, so that what
+	// runs is known to the clean-ups that follow (links, native CAN) and
+	// to the first `berth ps`; start the rest in the background.
+	var fresh []*Spec
+	for _, s := range specs {
+		c := r.containers[s.Container.Name]
+		task, err := m.driver.Adopt(m.life, s)
+		switch {
+		case err == nil:
+			go c.supervise(m.life, task)
+		case errors.Is(err, ErrNotFound):
+			c.log.Info("not found to adopt; starting it")
+			fresh = append(fresh, s)
+		default:
+			c.failStart(err)
+		}
+	}
+	m.startAll(r, fresh)
 	return nil
 }
 
@@ -255,7 +272,7 @@ func (m *Manager) Up(ctx context.Context, req api.ApplyRequest, progress func(ap
 	for _, s := range fresh {
 		emit(s.Container.Name, "created")
 	}
-	waits := m.startAll(r, fresh, false)
+	waits := m.startAll(r, fresh)
 	var errs []error
 	for _, s := range fresh {
 		c := r.containers[s.Container.Name]
@@ -540,10 +557,9 @@ func (m *Manager) diff(r *running, pb *playbook.Playbook, specs []*Spec) (*api.P
 
 // startAll starts the given containers of r, in parallel: each is
 // prepared, then started as soon as its dependencies meet their conditions.
-// With adopt, a container an earlier berthd left is taken over as it is
-// instead. The returned channels, one per container, receive nil once it
-// has started or the reason it did not.
-func (m *Manager) startAll(r *running, specs []*Spec, adopt bool) map[string]chan error {
+// The returned channels, one per container, receive nil once it has
+// started or the reason it did not.
+func (m *Manager) startAll(r *running, specs []*Spec) map[string]chan error {
 	waits := map[string]chan error{}
 	for _, s := range specs {
 		waits[s.Container.Name] = make(chan error, 1)
@@ -565,30 +581,7 @@ func (m *Manager) startAll(r *running, specs []*Spec, adopt bool) map[string]cha
 				case <-ctx.Done():
 				}
 			}()
-			fail := func(err error) {
-				c.update(func() {
-					if c.stopping { // the error is likely the stop's cancel
-						c.state, err = StateStopped, errStopped
-					} else {
-						c.state, c.lastErr = StateFailed, err
-					}
-				})
-				close(c.done)
-				done <- err
-			}
-			if adopt {
-				task, err := m.driver.Adopt(ctx, s)
-				if err == nil {
-					go c.supervise(m.life, task)
-					done <- c.await(m.life, playbook.ConditionStarted)
-					return
-				}
-				if !errors.Is(err, ErrNotFound) {
-					fail(err)
-					return
-				}
-				c.log.Info("not found to adopt; starting it")
-			}
+			fail := func(err error) { done <- c.failStart(err) }
 			if err := m.driver.Prepare(ctx, s); err != nil {
 				fail(fmt.Errorf("prepare: %w", err))
 				return

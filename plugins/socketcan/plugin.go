@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/vishvananda/netlink"
 	"github.com/zclconf/go-cty/cty"
 
 	"github.com/berth-io/berth/devices"
@@ -111,6 +112,8 @@ type Plugin struct {
 	mu   sync.Mutex
 	devs map[string]Device
 	ids  []string
+
+	watchOnce sync.Once
 }
 
 var (
@@ -161,8 +164,39 @@ func (p *Plugin) Configure(ctx context.Context, v cty.Value) error {
 	p.devs, p.ids = m, ids
 	p.mu.Unlock()
 	p.roster.Set(fp...)
+	p.watchOnce.Do(func() { go p.watchLinks() })
 	p.log.Info("configured", "devices", ids)
 	return nil
+}
+
+// watchLinks follows the kernel's link notifications for the life of the
+// process and fingerprints a device again whenever its interface changes:
+// goes down or up, leaves or comes back, changes its MTU.
+func (p *Plugin) watchLinks() {
+	updates := make(chan netlink.LinkUpdate, 16)
+	err := netlink.LinkSubscribeWithOptions(updates, nil, netlink.LinkSubscribeOptions{
+		ErrorCallback: func(err error) { p.log.Warn("link notifications", "error", err) },
+	})
+	if err != nil {
+		p.log.Error("cannot follow link changes; device health follows the sockets only", "error", err)
+		return
+	}
+	for u := range updates {
+		name := u.Attrs().Name
+		p.mu.Lock()
+		var changed []Device
+		for _, id := range p.ids {
+			if d := p.devs[id]; d.Interface == name {
+				changed = append(changed, d)
+			}
+		}
+		p.mu.Unlock()
+		for _, d := range changed {
+			fresh := p.probe(d)
+			p.roster.Update(fresh)
+			p.log.Info("interface changed", "device", d.ID, "interface", name, "health", fresh.Health.String(), "reason", fresh.HealthReason)
+		}
+	}
 }
 
 // probe fingerprints d's interface.
@@ -199,9 +233,10 @@ func modeOf(d Device) can.Mode {
 	return can.Classical
 }
 
-// Fingerprint implements devices.Plugin. A device turns unhealthy on a
-// bus-off error frame or a failing socket and healthy again when the
-// controller restarts.
+// Fingerprint implements devices.Plugin. A device turns unhealthy when its
+// interface goes down or away, on a bus-off error frame or a failing
+// socket, and healthy again when the interface is up (the kernel's link
+// notifications say so) or the controller restarts.
 func (p *Plugin) Fingerprint(ctx context.Context) (devices.FingerprintStream, error) {
 	return p.roster.Watch(ctx), nil
 }

@@ -68,13 +68,26 @@ func (p *Plugin) dialPort(dev, ifname string, fd bool, deliver canplugin.Deliver
 	return pt, nil
 }
 
-// readLoop reads frames until the socket is closed, stamping each with
-// the time it was read and batching what is already waiting.
+// readLoop reads frames until the socket is closed or fails, stamping
+// each with the time it was read. An interface going down is not a
+// failure: the kernel reports it once (ENETDOWN) and the socket carries
+// frames again when the interface is up.
 func (pt *port) readLoop(deliver canplugin.Deliver) {
 	defer close(pt.done)
 	buf := make([]byte, fdMTU)
 	for {
 		n, err := pt.f.Read(buf)
+		if errors.Is(err, unix.ENETDOWN) {
+			// The interface went down. The socket stays bound and reads
+			// again once it is up. Report the link as it is now: this
+			// read may come late, after the link watcher saw it up again.
+			st, err := linkState(pt.ifname)
+			if err != nil {
+				st = can.StateStopped
+			}
+			pt.p.setHealth(pt.dev, st, "interface "+pt.ifname+" is down")
+			continue
+		}
 		if err != nil {
 			if !errors.Is(err, os.ErrClosed) {
 				pt.p.log.Error("read CAN socket", "interface", pt.ifname, "error", err)

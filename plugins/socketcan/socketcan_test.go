@@ -287,3 +287,80 @@ func TestIdleRSS(t *testing.T) {
 		t.Errorf("idle plugin uses %v, more than %d KiB", rss, plugintest.MaxIdleRSS>>10)
 	}
 }
+
+// A bus that goes down and comes back: the device turns unhealthy and a
+// send is refused with ErrBusStopped while it is down; once it is up again
+// the device is healthy and the handles opened before carry frames again,
+// with no reopen.
+func TestBusDownAndUp(t *testing.T) {
+	if r := vcanReason(); r != "" {
+		t.Skip(r)
+	}
+	name := addVcan(t, false)
+	p := New(nil)
+	if err := p.Configure(context.Background(), devs(map[string]map[string]cty.Value{"bus0": {"interface": cty.StringVal(name)}})); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	tx, err := p.Open(ctx, "bus0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Close()
+	rx, err := p.Open(ctx, "bus0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rx.Close()
+	st, err := rx.Receive(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sendAndHear := func(id uint32) {
+		t.Helper()
+		if err := tx.Send(ctx, can.Frame{ID: id, Data: []byte{1}}); err != nil {
+			t.Fatalf("send 0x%X: %v", id, err)
+		}
+		got, err := st.Recv()
+		if err != nil || len(got) == 0 || got[0].ID != id {
+			t.Fatalf("after sending 0x%X received %+v, %v", id, got, err)
+		}
+	}
+	sendAndHear(0x100)
+
+	link, err := netlink.LinkByName(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := netlink.LinkSetDown(link); err != nil {
+		t.Fatal(err)
+	}
+	waitHealth(t, p, devices.HealthUnhealthy)
+	if err := tx.Send(ctx, can.Frame{ID: 0x101}); !errors.Is(err, can.ErrBusStopped) {
+		t.Errorf("send on a down bus: %v, want ErrBusStopped", err)
+	}
+
+	if err := netlink.LinkSetUp(link); err != nil {
+		t.Fatal(err)
+	}
+	waitHealth(t, p, devices.HealthHealthy)
+	sendAndHear(0x102)
+}
+
+// waitHealth waits until the plugin's fingerprint shows its one device
+// with health h.
+func waitHealth(t *testing.T, p *Plugin, h devices.Health) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		fp, ok := p.roster.Current()
+		if ok && len(fp.Devices) == 1 && fp.Devices[0].Health == h {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("fingerprint %+v: want the device %s", fp, h)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -113,6 +113,7 @@ type daemon struct {
 	log       *syncBuffer
 	socket    string
 	berthPath string
+	args      []string // berthd's command line, for a restart
 }
 
 // startBerthd starts berthd (runc, its own dirs and cgroup) with more
@@ -121,10 +122,9 @@ func startBerthd(t *testing.T, args ...string) *daemon {
 	t.Helper()
 	dir := t.TempDir()
 	d := &daemon{socket: filepath.Join(dir, "run", "berthd.sock"), berthPath: need(t, "berth")}
-	args = append([]string{"--state-dir", filepath.Join(dir, "state"), "--run-dir", filepath.Join(dir, "run"),
+	d.args = append([]string{"--state-dir", filepath.Join(dir, "state"), "--run-dir", filepath.Join(dir, "run"),
 		"--runtime", "runc", "--cgroup-parent", "berth-hil-" + strconv.Itoa(os.Getpid()), "--log-level", "debug"}, args...)
-	d.proc = start(t, need(t, "berthd"), args...)
-	d.log = &d.proc.out
+	d.start(t)
 	t.Cleanup(func() {
 		if d.proc.exited() {
 			return
@@ -134,9 +134,24 @@ func startBerthd(t *testing.T, args ...string) *daemon {
 		case <-d.proc.done:
 			d.proc.done <- nil
 		case <-time.After(cmdTimeout):
-			t.Errorf("berthd did not stop within %v of SIGTERM\n%s", cmdTimeout, d.log.String())
+			// SIGQUIT makes the Go runtime print every goroutine's stack.
+			_ = d.proc.cmd.Process.Signal(syscall.SIGQUIT)
+			select {
+			case <-d.proc.done:
+				d.proc.done <- nil
+			case <-time.After(5 * time.Second):
+			}
+			t.Errorf("berthd did not stop within %v of SIGTERM; its log and goroutines:\n%s", cmdTimeout, d.log.String())
 		}
 	})
+	return d
+}
+
+// start runs berthd with d.args and waits until its API answers.
+func (d *daemon) start(t *testing.T) {
+	t.Helper()
+	d.proc = start(t, need(t, "berthd"), d.args...)
+	d.log = &d.proc.out
 	waitFor(t, "berthd's API to answer", func() bool {
 		if d.proc.exited() {
 			t.Fatalf("berthd exited at start:\n%s", d.log.String())
@@ -144,7 +159,20 @@ func startBerthd(t *testing.T, args ...string) *daemon {
 		_, err := tryRun(d.berthPath, "--host", d.socket, "ps")
 		return err == nil
 	})
-	return d
+}
+
+// crashAndRestart kills berthd with SIGKILL, as a crash would, and starts
+// it again on the same state: it must adopt what the first one ran.
+func (d *daemon) crashAndRestart(t *testing.T) {
+	t.Helper()
+	_ = d.proc.cmd.Process.Kill()
+	select {
+	case <-d.proc.done:
+		d.proc.done <- nil
+	case <-time.After(cmdTimeout):
+		t.Fatalf("berthd still runs %v after SIGKILL", cmdTimeout)
+	}
+	d.start(t)
 }
 
 // berth runs the CLI against d and returns its output; a failure fails

@@ -99,11 +99,9 @@ func start(t *testing.T, name string, args ...string) *background {
 	}
 	go func() { b.done <- b.cmd.Wait() }()
 	t.Cleanup(func() {
-		select {
-		case <-b.done:
-		default:
+		if !b.exited() {
 			_ = b.cmd.Process.Kill()
-			<-b.done
+			b.done <- <-b.done // for a later cleanup that waits too
 		}
 	})
 	return b

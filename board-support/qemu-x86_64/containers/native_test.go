@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 
@@ -32,8 +33,10 @@ const nativePlaybook = `stack "nat" {
 // TestNativeGrantIsAKernelInterface runs berthd on the qemu-x86_64 board
 // with a native grant: the container gets a SocketCAN interface that hears
 // only the granted IDs and sends only the granted ID onto vcan0, cangw -L
-// shows berth's rules, `berth devices` the native session, and after
-// `berth down` no bc- link and no rule is left.
+// shows berth's rules, `berth devices` the native session; a berthd
+// killed with SIGKILL and started again adopts the link, which keeps
+// carrying the grant's frames; after `berth down` no bc- link and no rule
+// is left.
 func TestNativeGrantIsAKernelInterface(t *testing.T) {
 	needRoot(t, "runs berthd and containers, creates vcan0")
 	for _, p := range []string{"berthd", "berth-monitor", "berth-plugin-socketcan", "runc", "cansend", "candump"} {
@@ -92,11 +95,31 @@ func TestNativeGrantIsAKernelInterface(t *testing.T) {
 		t.Errorf("berth devices lacks the native session:\n%s", out)
 	}
 
+	// berthd crashes and comes back: it adopts the container and its
+	// native link, which carries frames on through the socket opened
+	// before (a new link would have a new index, and that socket would
+	// hear nothing).
+	links, _ := filepath.Glob("/sys/class/net/bc-*")
+	d.crashAndRestart(t)
+	if again := d.ps(t); len(again) != 1 || again[0].PID != ps[0].PID || again[0].State != "running" {
+		t.Fatalf("berth ps after berthd's restart = %+v, want the same container running (pid %d)\nberthd log:\n%s", again, ps[0].PID, d.log.String())
+	}
+	if after, _ := filepath.Glob("/sys/class/net/bc-*"); !slices.Equal(after, links) {
+		t.Errorf("bc- links after berthd's restart: %v, before: %v (want the same, adopted)", after, links)
+	}
+	run(t, "cansend", "vcan0", "260#03")
+	run(t, "cansend", "vcan0", "160#04")
+	if id := readID(t, fd); id != 0x160 {
+		t.Errorf("after berthd's restart the container's body heard 0x%X first, want 0x160 (0x260 is not granted)", id)
+	}
+	if out := d.berth(t, "devices"); !strings.Contains(out, "body (native)") {
+		t.Errorf("berth devices after berthd's restart lacks the native session:\n%s", out)
+	}
+
 	unix.Close(fd)
 	d.berth(t, "down", "nat")
-	links, _ := filepath.Glob("/sys/class/net/bc-*")
-	if len(links) > 0 {
-		t.Errorf("links left after berth down: %v", links)
+	if left, _ := filepath.Glob("/sys/class/net/bc-*"); len(left) > 0 {
+		t.Errorf("links left after berth down: %v", left)
 	}
 	if out := cangwList(t, cangw); strings.Contains(out, "bc-") {
 		t.Errorf("can-gw rules left after berth down:\n%s", out)
