@@ -205,6 +205,72 @@ func attach(ctx context.Context, a Attachment) (*Link, error) {
 	return l, nil
 }
 
+// Adopt returns the Link an earlier Attach of the same attachment made,
+// for a berthd that restarts while its containers run: the host end
+// HostName(a.Instance, a.Netns, a.IfName) must exist, be a vxcan and carry
+// the instance's mark (else the error wraps ErrNoLink or ErrLinkNotOwned).
+// The container's interface and its sockets stay as they are. Rules of the
+// grant the kernel no longer has (can-gw reloaded) are added again; so
+// Stats, Update and Close work as on the Link Attach returned.
+func Adopt(a Attachment) (*Link, error) {
+	if a.IfName == "" {
+		a.IfName = a.Grant.Name
+	}
+	l, err := adopt(a)
+	if err != nil {
+		return nil, fmt.Errorf("%s: adopt: %w", a.where(), err)
+	}
+	return l, nil
+}
+
+func adopt(a Attachment) (*Link, error) {
+	if err := checkInstance(a.Instance); err != nil {
+		return nil, err
+	}
+	host := HostName(a.Instance, a.Netns, a.IfName)
+	hl, err := netlink.LinkByName(host)
+	if isNotFound(err) {
+		return nil, fmt.Errorf("host link %s: %w", host, ErrNoLink)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("look up host link %s: %w", host, err)
+	}
+	if mark := network.LinkMark(a.Instance); hl.Type() != "vxcan" || hl.Attrs().Alias != mark {
+		return nil, fmt.Errorf("host link %s is a %s marked %q, not a vxcan marked %q: %w", host, hl.Type(), hl.Attrs().Alias, mark, ErrLinkNotOwned)
+	}
+	bus, busMTU, err := busLink(a.Bus)
+	if err != nil {
+		return nil, err
+	}
+	rules, err := Compile(a.Grant, busMTU >= fdMTU)
+	if err != nil {
+		return nil, err
+	}
+	l := &Link{
+		a:         a,
+		host:      host,
+		hostIndex: hl.Attrs().Index,
+		busIndex:  bus,
+		busFD:     busMTU >= fdMTU,
+		fd:        a.Grant.FD && busMTU >= fdMTU,
+		rules:     rules,
+	}
+	have, err := listRules()
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range rules {
+		want := l.bind(r)
+		if slices.ContainsFunc(have, want.same) {
+			continue
+		}
+		if err := addRule(want); err != nil {
+			return nil, fmt.Errorf("rule %s: %w", r, err)
+		}
+	}
+	return l, nil
+}
+
 // bind places a compiled rule between the bus and the host end. Frames
 // forwarded to the bus are echoed to its local sockets and rules (other
 // containers, the SocketCAN plugin, candump), as a socket's own sends
@@ -473,22 +539,6 @@ func deleteOwned(index int, name, mark string) error {
 		return nil // gone, and the index reused by another link
 	}
 	return deleteMarked(l, name, mark)
-}
-
-// DeleteHostLink deletes the host end called name of a vxcan pair that
-// instance made (HostName): for a link of a container an earlier berthd
-// attached, which has no Link. A link gone is not an error; one that is not
-// marked as instance's is not touched, and the error wraps ErrLinkNotOwned.
-// Deleting it deletes the container's end and its can-gw rules.
-func DeleteHostLink(instance, name string) error {
-	l, err := netlink.LinkByName(name)
-	if isNotFound(err) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("look up host link %s: %w", name, err)
-	}
-	return deleteMarked(l, name, network.LinkMark(instance))
 }
 
 // deleteMarked deletes l unless its alias marks it as another's than mark

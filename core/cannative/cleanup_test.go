@@ -333,3 +333,67 @@ func TestAttachErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestAdopt: a restarted berthd takes over a link an earlier one attached.
+// The container's socket keeps hearing the bus through it, a rule the
+// kernel lost is added again, and the adopted Link counts, and closes,
+// like the one Attach returned.
+func TestAdopt(t *testing.T) {
+	needKernel(t)
+	addVcan(t, "bcbus7", false)
+	ns := newNetNS(t, "app")
+	a := Attachment{Bus: "bcbus7", Netns: ns, Grant: broker.Grant{Name: "body", Device: "can0",
+		Receive: mustFilters(t, "0x100-0x1FF"), Send: mustFilters(t, "0x2A0")}, Instance: instance}
+	first, err := Attach(context.Background(), a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := dialCAN(t, ns, "body", sockOpt{})
+	bus := dialCAN(t, "", "bcbus7", sockOpt{})
+
+	// The earlier berthd is gone without closing its Link; one of its
+	// rules is gone too.
+	lost := first.bind(first.Rules()[0])
+	if err := deleteRule(lost); err != nil {
+		t.Fatal(err)
+	}
+	l, err := Adopt(a)
+	if err != nil {
+		t.Fatalf("Adopt: %v", err)
+	}
+	if l.HostName() != first.HostName() || l.hostIndex != first.hostIndex {
+		t.Errorf("adopted %s (index %d), attached %s (index %d): want the same link", l.HostName(), l.hostIndex, first.HostName(), first.hostIndex)
+	}
+	if st := stateOf(t, []string{l.HostName()}, []int{l.hostIndex}); len(st.rules) != len(l.Rules()) {
+		t.Errorf("kernel holds %d rules on the adopted link, want its %d", len(st.rules), len(l.Rules()))
+	}
+	bus.send(t, std(0x1AB, 1))
+	bus.send(t, std(0x2AB, 2)) // not granted
+	expect(t, in, std(0x1AB, 1))
+	in.send(t, std(0x2A0, 3))
+	expect(t, bus, std(0x2A0, 3))
+	if s := stats(t, l); s.Received != 1 || s.Sent != 1 {
+		t.Errorf("adopted link's stats %+v, want 1 received, 1 sent", s)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if st := stateOf(t, []string{l.HostName()}, []int{l.hostIndex}); len(st.links) != 0 || len(st.rules) != 0 {
+		t.Errorf("after closing the adopted link: %+v, want nothing", st)
+	}
+
+	// Nothing to adopt; a link of that name that is not berth's.
+	if _, err := Adopt(a); !errors.Is(err, ErrNoLink) || !strings.Contains(err.Error(), `grant "body" on bcbus7`) {
+		t.Errorf("Adopt of a closed link: %v, want ErrNoLink naming the grant and bus", err)
+	}
+	squatted := newNetNS(t, "squatted")
+	squat := &netlink.GenericLink{LinkAttrs: netlink.LinkAttrs{Name: HostName(instance, squatted, "body")}, LinkType: "vcan"}
+	if err := netlink.LinkAdd(squat); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { netlink.LinkDel(squat) })
+	a.Netns = squatted
+	if _, err := Adopt(a); !errors.Is(err, ErrLinkNotOwned) {
+		t.Errorf("Adopt of a link berth did not make: %v, want ErrLinkNotOwned", err)
+	}
+}

@@ -19,4 +19,7 @@ var (
 	// marked as another berth instance's or someone else's, so berth leaves
 	// it alone.
 	ErrLinkNotOwned = errors.New("link not owned by this berth instance")
+	// ErrNoLink: Adopt found no host link for the attachment (the
+	// container's namespace, or the link, is gone); attach it again.
+	ErrNoLink = errors.New("no native CAN link to adopt")
 )

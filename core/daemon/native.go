@@ -14,8 +14,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/vishvananda/netlink"
-
 	"github.com/berth-io/berth/core/api"
 	"github.com/berth-io/berth/core/cannative"
 	"github.com/berth-io/berth/core/network"
@@ -46,12 +44,11 @@ type nativeCAN struct {
 	links map[string]map[string]*nativeLink // by container ID, then grant
 }
 
-// nativeLink is one grant served natively. link is nil for a link an
-// earlier berthd made and this one adopted: it is deleted by its host name.
+// nativeLink is one grant served natively, attached by this berthd or
+// adopted from an earlier one.
 type nativeLink struct {
 	device    string // the board device, as `berth devices` names it
 	container string // stack/name, as berth ps names it
-	host      string // the host end of the vxcan pair
 	link      *cannative.Link
 }
 
@@ -79,7 +76,7 @@ func (n *nativeCAN) cleanup(ctx context.Context) error {
 	var keep []string
 	for _, gs := range n.links {
 		for _, l := range gs {
-			keep = append(keep, l.host)
+			keep = append(keep, l.link.HostName())
 		}
 	}
 	n.mu.Unlock()
@@ -178,31 +175,40 @@ func (n *nativeCAN) attach(ctx context.Context, s *stack.Spec, netns string, bus
 	for _, name := range slices.Sorted(maps.Keys(buses)) {
 		g := grantOf(s.Container, name)
 		n.drop(s.ID(), name)
-		l, err := cannative.Attach(ctx, cannative.Attachment{
-			Bus: buses[name], Netns: netns, Grant: *g.CAN, Instance: n.instance, Container: psName(s),
-		})
+		l, err := cannative.Attach(ctx, n.attachment(s, netns, buses[name], g))
 		if err != nil {
 			logFallback(n.log, s, name, err.Error())
 			continue
 		}
-		n.add(s.ID(), name, &nativeLink{device: g.CAN.Device, container: psName(s), host: l.HostName(), link: l})
+		n.add(s.ID(), name, &nativeLink{device: g.CAN.Device, container: psName(s), link: l})
 		n.log.Info("native CAN grant attached", "container", psName(s), "grant", name, "bus", buses[name], "interface", l.IfName(), "host_link", l.HostName(), "rules", len(l.Rules()))
 	}
 }
 
+// attachment is the grant g of container s on bus, in the namespace at
+// netns, as this berthd attaches it.
+func (n *nativeCAN) attachment(s *stack.Spec, netns, bus string, g *playbook.Grant) cannative.Attachment {
+	return cannative.Attachment{Bus: bus, Netns: netns, Grant: *g.CAN, Instance: n.instance, Container: psName(s)}
+}
+
 // adopt takes over the native links of a container an earlier berthd
-// started: a link that still exists is kept as it is (the container's
-// sockets stay bound to it); a missing one is attached again when the
-// namespace is there, else the grant falls back to the broker.
+// started (cannative.Adopt): the container's sockets stay bound to them. A
+// missing link is attached again when the namespace is there; a grant
+// that can be neither adopted nor attached is left to the broker.
 func (n *nativeCAN) adopt(ctx context.Context, s *stack.Spec, netns string, buses map[string]string) {
 	missing := map[string]string{}
-	for name, bus := range buses {
-		host := cannative.HostName(n.instance, netns, name) // Attach names the interface after the grant
-		if _, err := netlink.LinkByName(host); err != nil {
-			missing[name] = bus
-			continue
+	for _, name := range slices.Sorted(maps.Keys(buses)) {
+		g := grantOf(s.Container, name)
+		l, err := cannative.Adopt(n.attachment(s, netns, buses[name], g))
+		switch {
+		case err == nil:
+			n.add(s.ID(), name, &nativeLink{device: g.CAN.Device, container: psName(s), link: l})
+			n.log.Info("native CAN grant adopted", "container", psName(s), "grant", name, "bus", buses[name], "host_link", l.HostName())
+		case errors.Is(err, cannative.ErrNoLink):
+			missing[name] = buses[name]
+		default:
+			logFallback(n.log, s, name, err.Error())
 		}
-		n.add(s.ID(), name, &nativeLink{device: grantOf(s.Container, name).CAN.Device, container: psName(s), host: host})
 	}
 	if len(missing) == 0 {
 		return
@@ -254,21 +260,11 @@ func (n *nativeCAN) detach(id string) error {
 	return errors.Join(errs...)
 }
 
-// close deletes a link: through its Link, or, for an adopted one, by its
-// host name when it is still marked as this instance's.
-func (n *nativeCAN) close(l *nativeLink) error {
-	if l.link != nil {
-		return l.link.Close()
-	}
-	if err := cannative.DeleteHostLink(n.instance, l.host); err != nil {
-		return fmt.Errorf("native CAN link of container %s: %w", l.container, err)
-	}
-	return nil
-}
+// close deletes a link with its container's interface and its rules.
+func (n *nativeCAN) close(l *nativeLink) error { return l.link.Close() }
 
 // sessions returns the native links as `berth devices` sessions by board
-// device: the grant marked "(native)", with can-gw's counters (none for a
-// link adopted from an earlier berthd).
+// device: the grant marked "(native)", with can-gw's counters.
 func (n *nativeCAN) sessions() map[string][]api.DeviceSession {
 	if n == nil {
 		return nil
@@ -291,12 +287,10 @@ func (n *nativeCAN) sessions() map[string][]api.DeviceSession {
 	out := map[string][]api.DeviceSession{}
 	for _, e := range all {
 		s := api.DeviceSession{Container: e.l.container, Grant: e.grant + " (native)"}
-		if e.l.link != nil {
-			if st, err := e.l.link.Stats(); err == nil {
-				s.Received, s.Dropped = st.Received, st.ReceiveDropped
-				s.Delivered = st.Received - min(st.Received, st.ReceiveDropped)
-				s.Sent, s.Refused = st.Sent, st.Refused
-			}
+		if st, err := e.l.link.Stats(); err == nil {
+			s.Received, s.Dropped = st.Received, st.ReceiveDropped
+			s.Delivered = st.Received - min(st.Received, st.ReceiveDropped)
+			s.Sent, s.Refused = st.Sent, st.Refused
 		}
 		out[e.l.device] = append(out[e.l.device], s)
 	}

@@ -2,6 +2,7 @@ package containers
 
 import (
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -112,8 +113,10 @@ func TestNativeGrantIsAKernelInterface(t *testing.T) {
 	if id := readID(t, fd); id != 0x160 {
 		t.Errorf("after berthd's restart the container's body heard 0x%X first, want 0x160 (0x260 is not granted)", id)
 	}
-	if out := d.berth(t, "devices"); !strings.Contains(out, "body (native)") {
-		t.Errorf("berth devices after berthd's restart lacks the native session:\n%s", out)
+	// The kernel's counters outlive berthd: two frames in, one sent, one
+	// refused (0x124), on the adopted link.
+	if got, want := nativeSession(t, d), (nativeCounters{Received: 2, Delivered: 2, Sent: 1, Refused: 1}); got != want {
+		t.Errorf("berth devices after berthd's restart: native session %+v, want %+v", got, want)
 	}
 
 	unix.Close(fd)
@@ -124,6 +127,38 @@ func TestNativeGrantIsAKernelInterface(t *testing.T) {
 	if out := cangwList(t, cangw); strings.Contains(out, "bc-") {
 		t.Errorf("can-gw rules left after berth down:\n%s", out)
 	}
+}
+
+// nativeCounters are the counters of a native session in `berth devices --json`.
+type nativeCounters struct {
+	Received, Delivered, Dropped, Sent, Refused uint64
+}
+
+// nativeSession returns the counters of the one native session on can0.
+func nativeSession(t *testing.T, d *daemon) nativeCounters {
+	t.Helper()
+	out := d.berth(t, "devices", "--json")
+	var ds struct {
+		Devices []struct {
+			Name     string
+			Sessions []struct {
+				Container, Grant string
+				nativeCounters
+			}
+		}
+	}
+	if err := json.Unmarshal([]byte(out), &ds); err != nil {
+		t.Fatalf("berth devices --json: %v\n%s", err, out)
+	}
+	for _, dev := range ds.Devices {
+		for _, s := range dev.Sessions {
+			if dev.Name == "can0" && s.Grant == "body (native)" && s.Container == "nat/ecu" {
+				return s.nativeCounters
+			}
+		}
+	}
+	t.Fatalf("berth devices --json has no native session nat/ecu body on can0:\n%s", out)
+	return nativeCounters{}
 }
 
 // canSocketIn opens a raw CAN socket bound to ifname inside the network
