@@ -32,7 +32,8 @@
 //
 // Ownership: every host end is marked with the alias "berth:<instance>",
 // the convention core/network uses for its links, so Cleanup deletes the
-// leftovers of one berthd instance after a crash and nothing else.
+// leftovers of one berthd instance after a crash and nothing else, and
+// Adopt takes over the link of a container that still runs.
 // Deleting a vxcan end deletes its peer, and the kernel drops every can-gw
 // rule naming a deleted interface, so closing a Link, or deleting the
 // container's namespace, leaves no interface and no rule.
