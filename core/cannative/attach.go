@@ -133,11 +133,7 @@ func attach(ctx context.Context, a Attachment) (*Link, error) {
 	if _, err := Compile(a.Grant, false); err != nil {
 		return nil, err // a bad grant, before asking the kernel anything
 	}
-	bus, busMTU, err := busLink(a.Bus)
-	if err != nil {
-		return nil, err
-	}
-	rules, err := Compile(a.Grant, busMTU >= fdMTU)
+	l, err := newLink(a)
 	if err != nil {
 		return nil, err
 	}
@@ -150,14 +146,6 @@ func attach(ctx context.Context, a Attachment) (*Link, error) {
 		return nil, err
 	}
 
-	l := &Link{
-		a:        a,
-		host:     HostName(a.Instance, a.Netns, a.IfName),
-		busIndex: bus,
-		busFD:    busMTU >= fdMTU,
-		fd:       a.Grant.FD && busMTU >= fdMTU,
-		rules:    rules,
-	}
 	mark := network.LinkMark(a.Instance)
 	if err := replaceLeftover(l.host, mark); err != nil {
 		return nil, err
@@ -191,7 +179,7 @@ func attach(ctx context.Context, a Attachment) (*Link, error) {
 	if err != nil {
 		return nil, l.undo(fmt.Errorf("set %s up in %s: %w", a.IfName, a.Netns, err))
 	}
-	for _, r := range rules {
+	for _, r := range l.rules {
 		if err := ctx.Err(); err != nil {
 			return nil, l.undo(err)
 		}
@@ -227,7 +215,11 @@ func adopt(a Attachment) (*Link, error) {
 	if err := checkInstance(a.Instance); err != nil {
 		return nil, err
 	}
-	host := HostName(a.Instance, a.Netns, a.IfName)
+	l, err := newLink(a)
+	if err != nil {
+		return nil, err
+	}
+	host := l.host
 	hl, err := netlink.LinkByName(host)
 	if isNotFound(err) {
 		return nil, fmt.Errorf("host link %s: %w", host, ErrNoLink)
@@ -238,28 +230,12 @@ func adopt(a Attachment) (*Link, error) {
 	if mark := network.LinkMark(a.Instance); hl.Type() != "vxcan" || hl.Attrs().Alias != mark {
 		return nil, fmt.Errorf("host link %s is a %s marked %q, not a vxcan marked %q: %w", host, hl.Type(), hl.Attrs().Alias, mark, ErrLinkNotOwned)
 	}
-	bus, busMTU, err := busLink(a.Bus)
-	if err != nil {
-		return nil, err
-	}
-	rules, err := Compile(a.Grant, busMTU >= fdMTU)
-	if err != nil {
-		return nil, err
-	}
-	l := &Link{
-		a:         a,
-		host:      host,
-		hostIndex: hl.Attrs().Index,
-		busIndex:  bus,
-		busFD:     busMTU >= fdMTU,
-		fd:        a.Grant.FD && busMTU >= fdMTU,
-		rules:     rules,
-	}
+	l.hostIndex = hl.Attrs().Index
 	have, err := listRules()
 	if err != nil {
 		return nil, err
 	}
-	for _, r := range rules {
+	for _, r := range l.rules {
 		want := l.bind(r)
 		if slices.ContainsFunc(have, want.same) {
 			continue
@@ -269,6 +245,27 @@ func adopt(a Attachment) (*Link, error) {
 		}
 	}
 	return l, nil
+}
+
+// newLink returns a's Link before its host end exists: the bus looked up
+// and the grant compiled for it.
+func newLink(a Attachment) (*Link, error) {
+	bus, busMTU, err := busLink(a.Bus)
+	if err != nil {
+		return nil, err
+	}
+	rules, err := Compile(a.Grant, busMTU >= fdMTU)
+	if err != nil {
+		return nil, err
+	}
+	return &Link{
+		a:        a,
+		host:     HostName(a.Instance, a.Netns, a.IfName),
+		busIndex: bus,
+		busFD:    busMTU >= fdMTU,
+		fd:       a.Grant.FD && busMTU >= fdMTU,
+		rules:    rules,
+	}, nil
 }
 
 // bind places a compiled rule between the bus and the host end. Frames
