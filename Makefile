@@ -69,6 +69,8 @@ demo-down:
 
 bench: deps build images
 	$(GO) run ./cmd/berth-bench -bin $(BIN) -images $(IMAGES)
+	$(GO) build -o $(BIN)/berth-hil ./cmd/berth-hil
+	$(GO) test -count=1 -timeout 3m -exec $(abspath $(BIN))/berth-hil -v -run '^TestPaths$$' ./board-support/qemu-x86_64/canbench
 
 generate:
 	PATH="$$PATH:$$($(GO) env GOPATH)/bin" $(GO) generate ./...
