@@ -11,6 +11,7 @@ import (
 	"github.com/zclconf/go-cty/cty"
 
 	"github.com/berth-io/berth/devices"
+	"github.com/berth-io/berth/devices/sdk"
 	hclschemas "github.com/berth-io/berth/hcl-schemas"
 )
 
@@ -150,7 +151,7 @@ func TestBaseShim(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	impl := &basePlugin{}
-	c, _ := plugin.TestPluginGRPCConn(t, false, map[string]plugin.Plugin{devices.PluginName: &devices.GRPCPlugin{Impl: impl}})
+	c, _ := plugin.TestPluginGRPCConn(t, false, sdk.PluginSet(sdk.Plugin{Base: impl}))
 	defer c.Close()
 	raw, err := c.Dispense(devices.PluginName)
 	if err != nil {

@@ -19,4 +19,8 @@ var (
 	// ErrChecksumMismatch: the plugin binary's SHA-256 is not the one the
 	// board file pins.
 	ErrChecksumMismatch = errors.New("plugin checksum mismatch")
+	// ErrUnavailable: the device's plugin is not running (it crashed and
+	// is being restarted, or keeps failing to start). The plugin host
+	// (core/pluginhost) returns it; retry once the device is back.
+	ErrUnavailable = errors.New("device unavailable")
 )

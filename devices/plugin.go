@@ -1,9 +1,6 @@
 package devices
 
 import (
-	"context"
-
-	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 
@@ -14,25 +11,18 @@ import (
 // PluginName is the name the base contract has in go-plugin's plugin set.
 const PluginName = "base"
 
-// GRPCPlugin is the go-plugin glue for the base contract: on the plugin
-// side it serves Impl, on the host side it dispenses a [Plugin] that talks
-// to it. Impl is nil on the host side.
-type GRPCPlugin struct {
-	plugin.NetRPCUnsupportedPlugin
-	Impl Plugin
+// RegisterServer registers the base contract's gRPC service on s, served
+// by impl: the plugin side. devices/sdk wires it into go-plugin; this
+// package does not depend on go-plugin, so programs that only use the
+// contract's types do not carry it.
+func RegisterServer(s grpc.ServiceRegistrar, impl Plugin) {
+	pb.RegisterBasePluginServer(s, &server{impl: impl})
 }
 
-var _ plugin.GRPCPlugin = (*GRPCPlugin)(nil)
-
-// GRPCServer registers the base contract's service on s.
-func (p *GRPCPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
-	pb.RegisterBasePluginServer(s, &server{impl: p.Impl})
-	return nil
-}
-
-// GRPCClient returns a [Plugin] speaking over c.
-func (p *GRPCPlugin) GRPCClient(_ context.Context, _ *plugin.GRPCBroker, c *grpc.ClientConn) (any, error) {
-	return &client{c: pb.NewBasePluginClient(c)}, nil
+// NewClient returns a [Plugin] that speaks the base contract over c: the
+// host side.
+func NewClient(c grpc.ClientConnInterface) Plugin {
+	return &client{c: pb.NewBasePluginClient(c)}
 }
 
 // errTable maps the base contract's sentinels to gRPC codes.

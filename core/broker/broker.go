@@ -42,20 +42,13 @@ import (
 	"sync"
 	"time"
 
-	"github.com/berth-io/berth/core/pluginhost"
 	"github.com/berth-io/berth/devices/can"
-)
-
-// The plugin host is the broker's opener in berthd.
-var (
-	_ Opener = (*pluginhost.Host)(nil)
-	_ Waiter = (*pluginhost.Host)(nil)
 )
 
 // Opener opens a board device's CAN bus by its board name;
 // pluginhost.Host is one. The broker owns and closes the buses it opens.
 // A bus whose plugin went away fails with errors wrapping
-// pluginhost.ErrUnavailable; the broker then closes it and opens the
+// devices.ErrUnavailable; the broker then closes it and opens the
 // device again.
 type Opener interface {
 	Open(ctx context.Context, device string) (can.Bus, error)
@@ -139,7 +132,7 @@ func New(opener Opener, opts ...Option) *Broker {
 //
 // The first session on a device opens the device through the Opener with
 // ctx, so Open fails as the Opener does (can.ErrUnknownDevice,
-// pluginhost.ErrUnavailable while its plugin is down, ...); later
+// devices.ErrUnavailable while its plugin is down, ...); later
 // sessions share the open device and fail only for a bad grant
 // ([ErrInvalidGrant]) or a closed broker (can.ErrClosed). Once open, a
 // session outlives plugin restarts: see [ErrUnavailable].

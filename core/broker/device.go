@@ -8,7 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/berth-io/berth/core/pluginhost"
+	"github.com/berth-io/berth/devices"
 	"github.com/berth-io/berth/devices/can"
 )
 
@@ -235,7 +235,7 @@ func (d *device) failed(bus can.Bus, err error) error {
 			return fmt.Errorf("%w: %s went down during the call, the session resumes by itself once it is back: %w", ErrUnavailable, d.name, err)
 		}
 	}
-	if !errors.Is(err, pluginhost.ErrUnavailable) {
+	if !errors.Is(err, devices.ErrUnavailable) {
 		return err
 	}
 	d.lost(bus, err)

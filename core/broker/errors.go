@@ -22,7 +22,7 @@ var (
 	ErrRateLimited = canwire.ErrRateLimited
 	// ErrUnavailable: the device's plugin is down (crashed, restarting);
 	// the session resumes by itself once it is back. Errors caused by the
-	// plugin host also wrap pluginhost.ErrUnavailable.
+	// plugin host also wrap devices.ErrUnavailable.
 	ErrUnavailable = canwire.ErrUnavailable
 	// ErrInvalidFilter: a receive or send filter is not well formed.
 	ErrInvalidFilter = errors.New("invalid CAN filter")

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/berth-io/berth/core/pluginhost"
+	"github.com/berth-io/berth/devices"
 	"github.com/berth-io/berth/devices/can"
 	"github.com/berth-io/berth/devices/can/cantest"
 )
@@ -171,7 +171,7 @@ func (c *fakeClock) waitTimers(t testing.TB, n int) {
 
 // flakyOpener opens buses on a cantest.Driver and can play a plugin
 // crash: fail kills every bus it opened (their calls fail with
-// pluginhost.ErrUnavailable, as the plugin host's do) and refuses to open
+// devices.ErrUnavailable, as the plugin host's do) and refuses to open
 // until recover.
 type flakyOpener struct {
 	drv        *cantest.Driver
@@ -191,7 +191,7 @@ func (o *flakyOpener) Open(ctx context.Context, dev string) (can.Bus, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.down {
-		return nil, fmt.Errorf("open %s: %w: plugin fake is restarting", dev, pluginhost.ErrUnavailable)
+		return nil, fmt.Errorf("open %s: %w: plugin fake is restarting", dev, devices.ErrUnavailable)
 	}
 	b, err := o.drv.Open(ctx, dev)
 	if err != nil {
@@ -262,7 +262,7 @@ func (b *flakyBus) isDead() bool {
 }
 
 func (b *flakyBus) gone(op string) error {
-	return fmt.Errorf("%s: %w: plugin fake went away", op, pluginhost.ErrUnavailable)
+	return fmt.Errorf("%s: %w: plugin fake went away", op, devices.ErrUnavailable)
 }
 
 func (b *flakyBus) Send(ctx context.Context, f can.Frame) error {

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/berth-io/berth/core/pluginhost"
+	"github.com/berth-io/berth/devices"
 	"github.com/berth-io/berth/devices/can"
 )
 
@@ -53,7 +53,7 @@ func TestPluginRestart(t *testing.T) {
 
 			fl.fail()
 			err := tx.Send(ctx, marker(2))
-			if !errors.Is(err, ErrUnavailable) || !errors.Is(err, pluginhost.ErrUnavailable) {
+			if !errors.Is(err, ErrUnavailable) || !errors.Is(err, devices.ErrUnavailable) {
 				t.Fatalf("send while the plugin is down: %v, want ErrUnavailable", err)
 			}
 			if _, err := tx.State(ctx); !errors.Is(err, ErrUnavailable) {
@@ -109,8 +109,8 @@ func TestOpenWhileDown(t *testing.T) {
 	b := New(fl)
 	defer b.Close()
 	fl.fail()
-	if _, err := b.Open(ctx, "app", allowAll("all", "can0")); !errors.Is(err, pluginhost.ErrUnavailable) {
-		t.Fatalf("open while down: %v, want pluginhost.ErrUnavailable", err)
+	if _, err := b.Open(ctx, "app", allowAll("all", "can0")); !errors.Is(err, devices.ErrUnavailable) {
+		t.Fatalf("open while down: %v, want devices.ErrUnavailable", err)
 	}
 	fl.recover()
 	mustOpen(t, ctx, b, "app", allowAll("all", "can0"))

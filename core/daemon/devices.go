@@ -27,6 +27,12 @@ import (
 	"github.com/berth-io/berth/devices/can/canwire"
 )
 
+// The plugin host is the broker's opener in berthd.
+var (
+	_ broker.Opener = (*pluginhost.Host)(nil)
+	_ broker.Waiter = (*pluginhost.Host)(nil)
+)
+
 // operatorContainer is the name the broker's statistics give sessions of
 // the operator CAN socket (`berth can`).
 const operatorContainer = "berth can"

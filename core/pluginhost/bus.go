@@ -8,11 +8,12 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/berth-io/berth/devices"
 	"github.com/berth-io/berth/devices/can"
 )
 
 // bus is a CAN bus opened through the host: the plugin's bus, with errors
-// caused by the plugin going away turned into ErrUnavailable. It keeps the
+// caused by the plugin going away turned into devices.ErrUnavailable. It keeps the
 // plugin bus's batching: it is a can.BatchSender.
 type bus struct {
 	can.Bus
@@ -28,7 +29,7 @@ var _ can.BatchSender = (*bus)(nil)
 
 // SendBatch sends frames in one can.SendBatch on the plugin's bus (one
 // round trip per batch on the wire). Each frame's error is wrapped as Send
-// wraps it, ErrUnavailable included when the plugin went away; the result
+// wraps it, devices.ErrUnavailable included when the plugin went away; the result
 // is nil or a *can.BatchError with one entry per frame.
 func (b *bus) SendBatch(ctx context.Context, frames []can.Frame) error {
 	err := can.SendBatch(ctx, b.Bus, frames)
@@ -84,7 +85,7 @@ func (s *stream) Recv() ([]can.Frame, error) {
 	return fs, nil
 }
 
-// wrap returns err, prefixed with op, wrapping ErrUnavailable as well when
+// wrap returns err, prefixed with op, wrapping devices.ErrUnavailable as well when
 // the error comes from the plugin having gone away rather than from the
 // plugin's verdict or from ctx: the instance is dead, or the transport
 // says so. A transport that reports Unavailable gets the instance declared
@@ -109,7 +110,7 @@ func (i *instance) wrap(ctx context.Context, op string, err error) error {
 		gone = waitExited(i, exitPoll)
 	}
 	if gone {
-		return fmt.Errorf("%s: %w: plugin %s went away: %w", op, ErrUnavailable, i.p.spec.Name, err)
+		return fmt.Errorf("%s: %w: plugin %s went away: %w", op, devices.ErrUnavailable, i.p.spec.Name, err)
 	}
 	return fmt.Errorf("%s: %w", op, err)
 }

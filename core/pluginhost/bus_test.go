@@ -7,13 +7,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berth-io/berth/devices"
 	"github.com/berth-io/berth/devices/can"
 )
 
 // TestSendBatch sends batches through the host's bus to a real plugin
 // process: the frames reach another handle in order, a refused frame
 // fails alone with its own error, and once the plugin is killed every
-// frame of a batch fails with ErrUnavailable, in a *can.BatchError.
+// frame of a batch fails with devices.ErrUnavailable, in a *can.BatchError.
 func TestSendBatch(t *testing.T) {
 	b := loopBoard(t, loopbackBin, loopbackSum, `device = "loop0"`, "can")
 	h := start(t, b, WithBackoff(time.Minute, time.Minute))
@@ -47,7 +48,7 @@ func TestSendBatch(t *testing.T) {
 	err = can.SendBatch(ctx, a, bad)
 	var be *can.BatchError
 	if !errors.As(err, &be) || len(be.Errs) != 3 || be.Errs[0] != nil || be.Errs[2] != nil ||
-		!errors.Is(be.Errs[1], can.ErrInvalidID) || errors.Is(be.Errs[1], ErrUnavailable) {
+		!errors.Is(be.Errs[1], can.ErrInvalidID) || errors.Is(be.Errs[1], devices.ErrUnavailable) {
 		t.Fatalf("batch with a bad frame: %v, want a *can.BatchError failing frame 1 alone with ErrInvalidID", err)
 	}
 	want := slices.Concat(frames, []can.Frame{bad[0], bad[2]})
@@ -75,8 +76,8 @@ func TestSendBatch(t *testing.T) {
 		t.Fatalf("batch after the plugin died: %v, want a *can.BatchError of 5 frames", err)
 	}
 	for i, e := range be.Errs {
-		if !errors.Is(e, ErrUnavailable) {
-			t.Errorf("frame %d after the plugin died: %v, want ErrUnavailable", i, e)
+		if !errors.Is(e, devices.ErrUnavailable) {
+			t.Errorf("frame %d after the plugin died: %v, want devices.ErrUnavailable", i, e)
 		}
 	}
 }

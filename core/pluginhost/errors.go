@@ -8,14 +8,11 @@ import (
 	"github.com/hashicorp/hcl/v2"
 )
 
-// Sentinel errors of the plugin host. Errors from the plugins themselves
-// keep their own sentinels (devices.ErrChecksumMismatch,
+// Sentinel errors of the plugin host. A device whose plugin is down gives
+// devices.ErrUnavailable (retry after [Host.Wait]). Errors from the
+// plugins themselves keep their own sentinels (devices.ErrChecksumMismatch,
 // devices.ErrUnsupportedContract, devices.ErrInvalidConfig, can.Err…).
 var (
-	// ErrUnavailable: the device's plugin is not running (it crashed and
-	// is being restarted, or keeps failing to start). Retry after
-	// [Host.Wait]; the broker maps it to gRPC Unavailable.
-	ErrUnavailable = errors.New("device unavailable")
 	// ErrPluginNotFound: the plugin binary the board names does not
 	// exist where the board says, in a plugin directory or in $PATH.
 	ErrPluginNotFound = errors.New("plugin binary not found")

@@ -10,7 +10,7 @@
 // The broker reaches devices through [Host.Open], which resolves a board
 // device name to its plugin and device ID; while a plugin is down, Open
 // and every call on a bus opened from it fail with errors wrapping
-// [ErrUnavailable] and [Host.Wait] says when to try again. A bus does not
+// [devices.ErrUnavailable] and [Host.Wait] says when to try again. A bus does not
 // survive a plugin restart: the caller closes it and opens a new one.
 package pluginhost
 
@@ -233,9 +233,9 @@ func (h *Host) Board() *board.Board { return h.board }
 // the bus; the caller closes it. It fails with an error wrapping
 // devices.ErrUnknownDevice for a name the board lacks (or a device whose
 // plugin is not running any more), [ErrWrongClass] for a device that is
-// not CAN, [ErrUnavailable] while the device's plugin is down, and
+// not CAN, [devices.ErrUnavailable] while the device's plugin is down, and
 // devices.ErrClosed after Close. Calls on the returned bus fail with
-// [ErrUnavailable] once its plugin goes down; the bus is dead then and
+// [devices.ErrUnavailable] once its plugin goes down; the bus is dead then and
 // must be closed and opened again.
 func (h *Host) Open(ctx context.Context, name string) (can.Bus, error) {
 	d, err := h.device("open", name)
@@ -280,7 +280,7 @@ func (h *Host) device(op, name string) (*device, error) {
 // latest fingerprint reports the device healthy, and returns nil; or
 // returns ctx's error when ctx ends first, devices.ErrClosed after Close,
 // and devices.ErrUnknownDevice for a name the board lacks. The broker
-// waits here after ErrUnavailable before opening again.
+// waits here after devices.ErrUnavailable before opening again.
 func (h *Host) Wait(ctx context.Context, name string) error {
 	d, err := h.device("wait", name)
 	if err != nil {

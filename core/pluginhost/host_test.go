@@ -202,8 +202,8 @@ func TestStartOpenAndDevices(t *testing.T) {
 	if _, err := h.Open(ctx, "can9"); !errors.Is(err, devices.ErrUnknownDevice) || !strings.Contains(err.Error(), "can0") {
 		t.Errorf("open unknown device: %v, want ErrUnknownDevice listing can0", err)
 	}
-	if err := a.Send(ctx, can.Frame{ID: 0x800}); !errors.Is(err, can.ErrInvalidID) || errors.Is(err, ErrUnavailable) {
-		t.Errorf("send of a bad frame: %v, want ErrInvalidID and not ErrUnavailable", err)
+	if err := a.Send(ctx, can.Frame{ID: 0x800}); !errors.Is(err, can.ErrInvalidID) || errors.Is(err, devices.ErrUnavailable) {
+		t.Errorf("send of a bad frame: %v, want ErrInvalidID and not devices.ErrUnavailable", err)
 	}
 	if err := h.Close(); err != nil {
 		t.Fatal(err)
@@ -217,8 +217,8 @@ func TestStartOpenAndDevices(t *testing.T) {
 	if err := h.Wait(ctx, "can0"); !errors.Is(err, devices.ErrClosed) {
 		t.Errorf("wait after close: %v, want ErrClosed", err)
 	}
-	if err := a.Send(ctx, can.Frame{ID: 1}); !errors.Is(err, ErrUnavailable) {
-		t.Errorf("send after close: %v, want ErrUnavailable", err)
+	if err := a.Send(ctx, can.Frame{ID: 1}); !errors.Is(err, devices.ErrUnavailable) {
+		t.Errorf("send after close: %v, want devices.ErrUnavailable", err)
 	}
 	if err := a.Close(); err != nil {
 		t.Errorf("closing a bus after the host closed: %v", err)
@@ -332,7 +332,7 @@ func onePlugin(t *testing.T) int {
 }
 
 // TestCrashAndRestart kills the plugin with SIGKILL during a stream: the
-// stream and the open buses fail with ErrUnavailable, Open does too until
+// stream and the open buses fail with devices.ErrUnavailable, Open does too until
 // the host has restarted the plugin, and then everything works again
 // without a new host.
 func TestCrashAndRestart(t *testing.T) {
@@ -375,18 +375,18 @@ func TestCrashAndRestart(t *testing.T) {
 	}
 	select {
 	case err := <-streamErr:
-		if !errors.Is(err, ErrUnavailable) {
-			t.Fatalf("stream ended with %v, want ErrUnavailable", err)
+		if !errors.Is(err, devices.ErrUnavailable) {
+			t.Fatalf("stream ended with %v, want devices.ErrUnavailable", err)
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("stream did not end within 5s of the plugin's death")
 	}
-	if err := a.Send(ctx, can.Frame{ID: 0x11}); !errors.Is(err, ErrUnavailable) {
-		t.Errorf("send on a bus of the dead plugin: %v, want ErrUnavailable", err)
+	if err := a.Send(ctx, can.Frame{ID: 0x11}); !errors.Is(err, devices.ErrUnavailable) {
+		t.Errorf("send on a bus of the dead plugin: %v, want devices.ErrUnavailable", err)
 	}
 	_, err = h.Open(ctx, "can0")
-	if !errors.Is(err, ErrUnavailable) {
-		t.Fatalf("open while the plugin is down: %v, want ErrUnavailable", err)
+	if !errors.Is(err, devices.ErrUnavailable) {
+		t.Fatalf("open while the plugin is down: %v, want devices.ErrUnavailable", err)
 	}
 	if ds := h.Devices(); ds[0].Available || ds[0].Health != devices.HealthUnhealthy || !strings.Contains(ds[0].Reason, "plugin loop is down") {
 		t.Errorf("status while down: %+v", ds[0])
@@ -482,8 +482,8 @@ func TestKeepsCrashing(t *testing.T) {
 	if failures < 3 || failures > 15 {
 		t.Errorf("%d failed restarts in %v with back-off %v..%v; want about 10", failures, window, minDelay, maxDelay)
 	}
-	if _, err := h.Open(testCtx(t, time.Second), "loop0"); !errors.Is(err, ErrUnavailable) {
-		t.Errorf("open of a crash-looping plugin's device: %v, want ErrUnavailable", err)
+	if _, err := h.Open(testCtx(t, time.Second), "loop0"); !errors.Is(err, devices.ErrUnavailable) {
+		t.Errorf("open of a crash-looping plugin's device: %v, want devices.ErrUnavailable", err)
 	}
 
 	// Fix it: the host brings it back within a back-off period or two.

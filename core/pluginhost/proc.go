@@ -137,16 +137,16 @@ func (p *proc) declareDead(inst *instance, reason string) {
 }
 
 // running returns the running instance, or an error wrapping
-// ErrUnavailable.
+// devices.ErrUnavailable.
 func (p *proc) running(op, name string) (*instance, error) {
 	p.h.mu.Lock()
 	inst, reason := p.inst, p.reason
 	p.h.mu.Unlock()
 	if inst == nil {
-		return nil, fmt.Errorf("%s %s: %w: plugin %s is down (%s)", op, name, ErrUnavailable, p.spec.Name, reason)
+		return nil, fmt.Errorf("%s %s: %w: plugin %s is down (%s)", op, name, devices.ErrUnavailable, p.spec.Name, reason)
 	}
 	if inst.client.Exited() {
-		return nil, fmt.Errorf("%s %s: %w: plugin %s exited", op, name, ErrUnavailable, p.spec.Name)
+		return nil, fmt.Errorf("%s %s: %w: plugin %s exited", op, name, devices.ErrUnavailable, p.spec.Name)
 	}
 	return inst, nil
 }

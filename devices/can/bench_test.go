@@ -8,6 +8,7 @@ import (
 
 	"github.com/berth-io/berth/devices/can"
 	"github.com/berth-io/berth/devices/can/cantest"
+	"github.com/berth-io/berth/devices/sdk"
 )
 
 // benchShimReceive measures frames/s from a fake bus through the gRPC shim
@@ -15,7 +16,7 @@ import (
 func benchShimReceive(b *testing.B) {
 	d := cantest.NewDriver()
 	bus := d.Add("can0", cantest.NewBus(can.Classical, cantest.WithDepth(1<<20)))
-	c, _ := plugin.TestPluginGRPCConn(b, false, map[string]plugin.Plugin{can.PluginName: &can.GRPCPlugin{Impl: d}})
+	c, _ := plugin.TestPluginGRPCConn(b, false, sdk.PluginSet(sdk.Plugin{CAN: d}))
 	defer c.Close()
 	raw, err := c.Dispense(can.PluginName)
 	if err != nil {
@@ -57,7 +58,7 @@ func benchShimReceive(b *testing.B) {
 func servedBus(b *testing.B, m can.Mode) can.Bus {
 	d := cantest.NewDriver()
 	d.Add("can0", cantest.NewBus(m))
-	c, _ := plugin.TestPluginGRPCConn(b, false, map[string]plugin.Plugin{can.PluginName: &can.GRPCPlugin{Impl: d}})
+	c, _ := plugin.TestPluginGRPCConn(b, false, sdk.PluginSet(sdk.Plugin{CAN: d}))
 	b.Cleanup(func() { c.Close() })
 	raw, err := c.Dispense(can.PluginName)
 	if err != nil {

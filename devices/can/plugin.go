@@ -1,9 +1,6 @@
 package can
 
 import (
-	"context"
-
-	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 
@@ -15,25 +12,16 @@ import (
 // PluginName is the CAN class's name in go-plugin's plugin set.
 const PluginName = string(devices.ClassCAN)
 
-// GRPCPlugin is the go-plugin glue for the CAN class: on the plugin side it
-// serves Impl; on the host side it dispenses a [Driver] that talks to the
-// plugin (Impl is then nil).
-type GRPCPlugin struct {
-	plugin.NetRPCUnsupportedPlugin
-	Impl Driver
+// RegisterServer registers the CAN class's gRPC service on s, served by
+// impl: the plugin side (devices/sdk wires it into go-plugin).
+func RegisterServer(s grpc.ServiceRegistrar, impl Driver) {
+	pb.RegisterCANServer(s, newServer(impl))
 }
 
-var _ plugin.GRPCPlugin = (*GRPCPlugin)(nil)
-
-// GRPCServer registers the CAN service on s.
-func (p *GRPCPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
-	pb.RegisterCANServer(s, newServer(p.Impl))
-	return nil
-}
-
-// GRPCClient returns a [Driver] speaking over c.
-func (p *GRPCPlugin) GRPCClient(_ context.Context, _ *plugin.GRPCBroker, c *grpc.ClientConn) (any, error) {
-	return &client{c: pb.NewCANClient(c)}, nil
+// NewClient returns a [Driver] that speaks the CAN class over c: the host
+// side.
+func NewClient(c grpc.ClientConnInterface) Driver {
+	return &client{c: pb.NewCANClient(c)}
 }
 
 // errTable maps the CAN sentinels to gRPC codes: InvalidArgument for a

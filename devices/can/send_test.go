@@ -19,6 +19,7 @@ import (
 	"github.com/berth-io/berth/devices/can"
 	"github.com/berth-io/berth/devices/can/cantest"
 	pb "github.com/berth-io/berth/devices/can/proto"
+	"github.com/berth-io/berth/devices/sdk"
 )
 
 // serveUnix serves what register registers on a unix socket and returns
@@ -45,11 +46,7 @@ func serveUnix(t *testing.T, register func(*grpc.Server)) *grpc.ClientConn {
 // hostDriver is the host side of the CAN shim over conn.
 func hostDriver(t *testing.T, conn *grpc.ClientConn) can.Driver {
 	t.Helper()
-	raw, err := (&can.GRPCPlugin{}).GRPCClient(context.Background(), nil, conn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return raw.(can.Driver)
+	return can.NewClient(conn)
 }
 
 // A plugin built before SendStream: the host falls back to one Send call
@@ -83,9 +80,7 @@ func TestShimOldHostSend(t *testing.T) {
 	d := cantest.NewDriver()
 	bus := d.Add("can0", cantest.NewBus(can.Classical))
 	conn := serveUnix(t, func(s *grpc.Server) {
-		if err := (&can.GRPCPlugin{Impl: d}).GRPCServer(nil, s); err != nil {
-			t.Fatal(err)
-		}
+		can.RegisterServer(s, d)
 	})
 	rx := bus.Open()
 	defer rx.Close()
@@ -341,7 +336,7 @@ func TestShimPluginGoneFailsPendingSends(t *testing.T) {
 	d := cantest.NewDriver()
 	d.Add("can0", cantest.NewBus(can.Classical))
 	g := newGate(d)
-	c, srv := plugin.TestPluginGRPCConn(t, false, map[string]plugin.Plugin{can.PluginName: &can.GRPCPlugin{Impl: g}})
+	c, srv := plugin.TestPluginGRPCConn(t, false, sdk.PluginSet(sdk.Plugin{CAN: g}))
 	defer c.Close()
 	raw, err := c.Dispense(can.PluginName)
 	if err != nil {

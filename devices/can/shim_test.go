@@ -12,15 +12,14 @@ import (
 
 	"github.com/berth-io/berth/devices/can"
 	"github.com/berth-io/berth/devices/can/cantest"
+	"github.com/berth-io/berth/devices/sdk"
 )
 
 // servedDriver serves d through the real go-plugin gRPC shim in-process and
 // returns the host-side Driver.
 func servedDriver(t *testing.T, d can.Driver) can.Driver {
 	t.Helper()
-	c, _ := plugin.TestPluginGRPCConn(t, false, map[string]plugin.Plugin{
-		can.PluginName: &can.GRPCPlugin{Impl: d},
-	})
+	c, _ := plugin.TestPluginGRPCConn(t, false, sdk.PluginSet(sdk.Plugin{CAN: d}))
 	t.Cleanup(func() { _ = c.Close() })
 	raw, err := c.Dispense(can.PluginName)
 	if err != nil {

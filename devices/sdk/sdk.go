@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
 	"github.com/zclconf/go-cty/cty"
+	"google.golang.org/grpc"
 
 	"github.com/berth-io/berth/core/exepages"
 	"github.com/berth-io/berth/devices"
@@ -50,9 +51,9 @@ var ErrNoBase = errors.New("plugin has no base contract implementation")
 // contract and each class p implements. [Serve] uses it; so do in-process
 // tests (plugin.TestPluginGRPCConn).
 func PluginSet(p Plugin) plugin.PluginSet {
-	set := plugin.PluginSet{devices.PluginName: &devices.GRPCPlugin{Impl: p.Base}}
+	set := plugin.PluginSet{devices.PluginName: basePlugin(p.Base)}
 	if p.CAN != nil {
-		set[can.PluginName] = &can.GRPCPlugin{Impl: p.CAN}
+		set[can.PluginName] = canPlugin(p.CAN)
 	}
 	return set
 }
@@ -62,11 +63,46 @@ func hostSet() map[int]plugin.PluginSet {
 	out := make(map[int]plugin.PluginSet, len(Versions))
 	for _, v := range Versions {
 		out[v] = plugin.PluginSet{
-			devices.PluginName: &devices.GRPCPlugin{},
-			can.PluginName:     &can.GRPCPlugin{},
+			devices.PluginName: basePlugin(nil),
+			can.PluginName:     canPlugin(nil),
 		}
 	}
 	return out
+}
+
+// grpcPlugin is go-plugin's glue for one contract: register serves it on
+// the plugin side, dial makes its client on the host side.
+type grpcPlugin struct {
+	plugin.NetRPCUnsupportedPlugin
+	register func(*grpc.Server)
+	dial     func(*grpc.ClientConn) any
+}
+
+var _ plugin.GRPCPlugin = (*grpcPlugin)(nil)
+
+func (p *grpcPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
+	p.register(s)
+	return nil
+}
+
+func (p *grpcPlugin) GRPCClient(_ context.Context, _ *plugin.GRPCBroker, c *grpc.ClientConn) (any, error) {
+	return p.dial(c), nil
+}
+
+// basePlugin is the base contract's glue, served by impl (nil on the host).
+func basePlugin(impl devices.Plugin) *grpcPlugin {
+	return &grpcPlugin{
+		register: func(s *grpc.Server) { devices.RegisterServer(s, impl) },
+		dial:     func(c *grpc.ClientConn) any { return devices.NewClient(c) },
+	}
+}
+
+// canPlugin is the CAN class's glue, served by impl (nil on the host).
+func canPlugin(impl can.Driver) *grpcPlugin {
+	return &grpcPlugin{
+		register: func(s *grpc.Server) { can.RegisterServer(s, impl) },
+		dial:     func(c *grpc.ClientConn) any { return can.NewClient(c) },
+	}
 }
 
 // NewLogger returns the logger a plugin should log with: JSON lines on
