@@ -79,7 +79,7 @@ func run(args []string) error {
 	fs.StringVar(&o.images, "images", "build/images", "directory holding the image archives (make images)")
 	fs.StringVar(&o.board, "board", "board-support/sim/board.hcl", "the board file berthd runs with in the stack part, as on an ECU (its plugins count in their own RSS, not berthd's)")
 	fs.StringVar(&o.runtime, "runtime", "crun", "berthd's preferred OCI runtime; the baseline uses the one berthd selects")
-	fs.IntVar(&o.runs, "n", 5, "cold-start runs of each kind, alternating")
+	fs.IntVar(&o.runs, "n", 11, "cold-start runs of each kind, alternating (the median is reported: more runs, less noise)")
 	fs.BoolVar(&o.json, "json", false, "print the results as JSON instead of a table")
 	fs.StringVar(&o.only, "only", "", `run one part only: "stack" (cold start, berthd RSS, disk) or "can" (CAN broker fan-out and latency, plugin RSS; needs no root)`)
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write berth-bench's own CPU profile (the broker, the device socket, the readers in the CAN part) to `FILE`, for go tool pprof")
