@@ -108,6 +108,32 @@ func replace(path string, perm os.FileMode, durable bool, write func(w io.Writer
 	return SyncDir(filepath.Dir(path))
 }
 
+// CreateFile writes data to a new file at path (one that exists is an
+// error) and syncs its content, not its directory: for the files of a fresh
+// directory that the caller syncs once (SyncDir) and renames into place
+// whole, so each file costs one sync instead of two.
+func CreateFile(path string, data []byte, perm os.FileMode) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
+	if err != nil {
+		return fmt.Errorf("create %s: %w", path, err)
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Chmod(perm) // exactly perm: the umask does not apply
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(path)
+		return fmt.Errorf("create %s: %w", path, err)
+	}
+	return nil
+}
+
 // SyncDir fsyncs the directory dir, so that a rename, create or remove of
 // one of its entries survives a crash. Call it after such a change when the
 // change must be durable before going on.

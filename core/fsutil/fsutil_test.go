@@ -160,6 +160,21 @@ func TestWriteFileAbortKeepsOld(t *testing.T) {
 	checkFile(t, p, []byte("old"), 0o644)
 }
 
+// CreateFile writes a new file with exactly its mode and refuses to
+// replace one, leaving it as it was.
+func TestCreateFile(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "generation.json")
+	if err := CreateFile(p, []byte("new"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	checkFile(t, p, []byte("new"), 0o640)
+	if err := CreateFile(p, []byte("again"), 0o600); !errors.Is(err, fs.ErrExist) || !strings.Contains(err.Error(), p) {
+		t.Fatalf("CreateFile over a file = %v, want ErrExist naming it", err)
+	}
+	checkFile(t, p, []byte("new"), 0o640)
+}
+
 func TestSyncDir(t *testing.T) {
 	if err := SyncDir(t.TempDir()); err != nil {
 		t.Fatalf("SyncDir: %v", err)

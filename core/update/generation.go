@@ -84,12 +84,15 @@ func (s *Store) Commit(g *Generation) error {
 	if err != nil {
 		return fmt.Errorf("commit generation: %w", err)
 	}
-	// The files are written into a fresh directory renamed into place
-	// whole; fsutil syncs tmp too, so its entries are durable before then.
-	if err := fsutil.WriteFile(filepath.Join(tmp, "generation.json"), meta, 0o600); err != nil {
+	// The files are written into a fresh directory, synced with it, and
+	// renamed into place whole; point syncs the rename.
+	if err := fsutil.CreateFile(filepath.Join(tmp, "generation.json"), meta, 0o600); err != nil {
 		return fmt.Errorf("commit generation: %w", err)
 	}
-	if err := fsutil.WriteFile(filepath.Join(tmp, "playbook.hcl"), g.Source, 0o600); err != nil {
+	if err := fsutil.CreateFile(filepath.Join(tmp, "playbook.hcl"), g.Source, 0o600); err != nil {
+		return fmt.Errorf("commit generation: %w", err)
+	}
+	if err := fsutil.SyncDir(tmp); err != nil {
 		return fmt.Errorf("commit generation: %w", err)
 	}
 	if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
