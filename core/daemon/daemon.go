@@ -26,7 +26,6 @@ import (
 	"github.com/berth-io/berth/core/image"
 	"github.com/berth-io/berth/core/network"
 	"github.com/berth-io/berth/core/oci"
-	"github.com/berth-io/berth/core/playbook"
 	"github.com/berth-io/berth/core/rootfs"
 	"github.com/berth-io/berth/core/sd"
 	"github.com/berth-io/berth/core/stack"
@@ -230,7 +229,7 @@ func open(ctx context.Context, cfg Config) (*Daemon, error) {
 	}
 	d := &Daemon{
 		cfg: cfg, log: log, images: images, layers: layers, net: nets, devices: devs, runtime: rt, life: cancel,
-		stacks: stack.NewManager(life, drv, images, gens, log),
+		stacks: stack.NewManager(life, drv, images, gens, log, stack.WithPlaybookCheck(devs.check)),
 	}
 	if err := d.stacks.Restore(ctx); err != nil {
 		log.Error("restoring stacks", "err", err)
@@ -346,32 +345,14 @@ func Run(ctx context.Context, cfg Config) error {
 
 var _ api.Backend = (*Daemon)(nil)
 
+// Plan and Up refuse a playbook whose grants this berthd's board cannot
+// serve: the stack manager runs the devices' check (Open).
 func (d *Daemon) Plan(ctx context.Context, req api.ApplyRequest) (*api.Plan, error) {
-	if err := d.checkDevices(req); err != nil {
-		return nil, err
-	}
 	return d.stacks.Plan(ctx, req)
 }
 
 func (d *Daemon) Up(ctx context.Context, req api.ApplyRequest, progress func(api.Event)) (*api.Plan, error) {
-	if err := d.checkDevices(req); err != nil {
-		return nil, err
-	}
 	return d.stacks.Up(ctx, req, progress)
-}
-
-// checkDevices refuses a playbook whose grants this berthd's board cannot
-// serve. A playbook that does not parse is left to the stack manager,
-// which reports why.
-func (d *Daemon) checkDevices(req api.ApplyRequest) error {
-	pb, diags := playbook.Parse(req.Source, req.File, req.Vars)
-	if diags.HasErrors() {
-		return nil
-	}
-	if diags := d.devices.check(pb); diags.HasErrors() {
-		return &api.DiagnosticsError{Diags: diags}
-	}
-	return nil
 }
 
 func (d *Daemon) Devices(ctx context.Context) (api.Devices, error) {

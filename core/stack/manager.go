@@ -44,6 +44,7 @@ type Manager struct {
 	images ImageResolver
 	gens   *update.Store
 	log    *slog.Logger
+	check  func(*playbook.Playbook) hcl.Diagnostics // nil: none
 	// life bounds the supervisors: when it ends (berthd stops, or
 	// Shutdown), they stop watching and the containers keep running.
 	life context.Context
@@ -64,11 +65,25 @@ type running struct {
 	removed    bool // taken out of Manager.stacks by Down: no longer used
 }
 
+// ManagerOption configures [NewManager].
+type ManagerOption func(*Manager)
+
+// WithPlaybookCheck has Plan and Up refuse a playbook for which check
+// reports errors, after it parses and before its images are looked up:
+// berthd checks the grants against its board there.
+func WithPlaybookCheck(check func(*playbook.Playbook) hcl.Diagnostics) ManagerOption {
+	return func(m *Manager) { m.check = check }
+}
+
 // NewManager returns a Manager whose supervisors live as long as life, or
 // until Shutdown.
-func NewManager(life context.Context, d Driver, images ImageResolver, gens *update.Store, log *slog.Logger) *Manager {
+func NewManager(life context.Context, d Driver, images ImageResolver, gens *update.Store, log *slog.Logger, opts ...ManagerOption) *Manager {
 	life, end := context.WithCancel(life)
-	return &Manager{driver: d, images: images, gens: gens, log: log, life: life, end: end, stacks: map[string]*running{}}
+	m := &Manager{driver: d, images: images, gens: gens, log: log, life: life, end: end, stacks: map[string]*running{}}
+	for _, o := range opts {
+		o(m)
+	}
+	return m
 }
 
 // lockStack returns the stack's running record with its apply lock held,
@@ -463,6 +478,11 @@ func (m *Manager) load(ctx context.Context, req api.ApplyRequest) (*playbook.Pla
 	pb, diags := playbook.Parse(req.Source, req.File, req.Vars)
 	if diags.HasErrors() {
 		return nil, nil, &api.DiagnosticsError{Diags: diags}
+	}
+	if m.check != nil {
+		if diags := m.check(pb); diags.HasErrors() {
+			return nil, nil, &api.DiagnosticsError{Diags: diags}
+		}
 	}
 	specs, diags := m.resolve(ctx, pb, nil)
 	if diags.HasErrors() {
