@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/berth-io/berth/core/broker"
+	"github.com/berth-io/berth/core/network"
 )
 
 // kernelState is what the kernel holds of a set of host links: which
@@ -111,7 +112,7 @@ func TestCloseRemovesEverything(t *testing.T) {
 	if st := stateOf(t, []string{l.HostName()}, []int{idx}); len(st.links)+len(st.rules) > 0 {
 		t.Errorf("after Close: %+v left", st)
 	}
-	if err := inNetNS(ns, func() error {
+	if err := network.InNetNS(ns, func() error {
 		_, err := netlink.LinkByName("body")
 		return err
 	}); !isNotFound(err) {

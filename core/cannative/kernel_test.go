@@ -13,8 +13,9 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/berth-io/berth/core/network"
 )
 
 // The tests in this file's callers need a kernel with vcan, vxcan and
@@ -117,7 +118,7 @@ func newNetNS(t testing.TB, name string) string {
 	if err := os.WriteFile(path, nil, 0o444); err != nil {
 		t.Fatal(err)
 	}
-	err := inNewNetNS(func() error {
+	err := network.InNewNetNS(func() error {
 		return unix.Mount(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()), path, "none", unix.MS_BIND, "")
 	})
 	if err != nil {
@@ -129,42 +130,6 @@ func newNetNS(t testing.TB, name string) string {
 		}
 	})
 	return path
-}
-
-// inNetNS runs f on a thread inside the namespace at path ("" is the
-// test's own). The thread is retired if it cannot be moved back.
-func inNetNS(path string, f func() error) error {
-	if path == "" {
-		return f()
-	}
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		ns, err := netns.GetFromPath(path)
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer ns.Close()
-		if err := netns.Set(ns); err != nil {
-			errc <- fmt.Errorf("enter %s: %w", path, err)
-			return
-		}
-		ferr := f()
-		if err := netns.Set(orig); err != nil {
-			errc <- errors.Join(ferr, fmt.Errorf("leave %s: %w", path, err))
-			return // the thread stays locked and dies with the goroutine
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
 }
 
 // canSock is a raw CAN socket bound to one interface, possibly in another
@@ -192,7 +157,7 @@ func dialCAN(t testing.TB, ns, ifname string, o sockOpt) *canSock {
 	if ns != "" {
 		s.where = ifname + " in " + filepath.Base(ns)
 	}
-	err := inNetNS(ns, func() error {
+	err := network.InNetNS(ns, func() error {
 		ifi, err := net.InterfaceByName(ifname)
 		if err != nil {
 			return err

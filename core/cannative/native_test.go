@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/berth-io/berth/core/broker"
+	"github.com/berth-io/berth/core/network"
 )
 
 // These tests need the kernel's vcan, vxcan and can-gw (see needKernel):
@@ -167,7 +168,7 @@ func TestFiltersHold(t *testing.T) {
 // a CAN interface, up, with the MTU mtu.
 func checkIface(t *testing.T, ns, ifname string, mtu int) {
 	t.Helper()
-	err := inNetNS(ns, func() error {
+	err := network.InNetNS(ns, func() error {
 		l, err := netlink.LinkByName(ifname)
 		if err != nil {
 			return err

@@ -4,12 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"runtime"
 	"strconv"
 	"strings"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/berth-io/berth/core/network"
 )
 
 // MinHops is the can-gw hop limit (its max_hops module parameter) the
@@ -69,42 +70,11 @@ func MaxHops() (int, error) {
 // probe tries vxcan and can-gw in a throwaway network namespace. Without
 // vxcan it checks for can-gw in sysfs.
 func probe() (vxcan, gw bool, err error) {
-	err = inNewNetNS(func() error {
+	err = network.InNewNetNS(func() error {
 		vxcan, gw, err = probeHere()
 		return err
 	})
 	return vxcan, gw, err
-}
-
-// inNewNetNS runs f on a thread of its own in a new network namespace,
-// then moves the thread back, so the namespace ends when nothing else
-// holds it. A thread that cannot move back is retired with its goroutine
-// (unless it is the main thread, which Go keeps, blocked).
-func inNewNetNS(f func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := os.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()))
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("make a network namespace: %w (needs CAP_SYS_ADMIN)", err)
-			return
-		}
-		ferr := f()
-		if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
-			errc <- errors.Join(ferr, fmt.Errorf("return from a new network namespace: %w", err))
-			return // still locked: the thread ends with the goroutine
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
 }
 
 // probeHere makes a vxcan pair and a can-gw rule between its ends in the

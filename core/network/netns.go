@@ -6,7 +6,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"runtime"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -34,34 +33,14 @@ func NewNetNS(path string) (err error) {
 		}
 	}()
 
-	// Unshare in a goroutine that locks its thread, and return the thread to
-	// its namespace before unlocking it. Should that fail, the goroutine
-	// returns still locked and the Go runtime ends the thread (or, on the
-	// main thread, parks it) rather than reuse it in the new namespace.
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := os.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()))
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("unshare: %w", err)
-			return
-		}
+	err = InNewNetNS(func() error {
 		src := fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid())
 		if err := unix.Mount(src, path, "none", unix.MS_BIND, ""); err != nil {
-			errc <- fmt.Errorf("bind-mount %s: %w", src, err)
-			return
+			return fmt.Errorf("bind-mount %s: %w", src, err)
 		}
-		errc <- nil
-		if unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET) == nil {
-			runtime.UnlockOSThread()
-		}
-	}()
-	if err := <-errc; err != nil {
+		return nil
+	})
+	if err != nil {
 		return fmt.Errorf("create netns %s: %w", path, err)
 	}
 	if err := setLoopbackUp(path); err != nil {

@@ -7,11 +7,11 @@ import (
 	"io"
 	"net"
 	"os"
-	"runtime"
 	"time"
 
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/berth-io/berth/core/network"
 )
 
 // conn is one end of a path: a raw CAN socket or a canwire client. Both
@@ -53,7 +53,7 @@ const tick = 100 * time.Nanosecond
 // einride's socketcan.Dial does, to have deadlines.)
 func dialRaw(ns, ifname string) (*os.File, error) {
 	var f *os.File
-	err := inNetNS(ns, func() error {
+	err := network.InNetNS(ns, func() error {
 		ifi, err := net.InterfaceByName(ifname)
 		if err != nil {
 			return err
@@ -89,41 +89,4 @@ func write(c conn, b []byte) error {
 		}
 		return err
 	}
-}
-
-// inNetNS runs f on a thread inside the namespace at path ("" runs it
-// here). A socket made in f stays in that namespace. The thread is retired
-// if it cannot be moved back.
-func inNetNS(path string, f func() error) error {
-	if path == "" {
-		return f()
-	}
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		ns, err := netns.GetFromPath(path)
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer ns.Close()
-		if err := netns.Set(ns); err != nil {
-			errc <- fmt.Errorf("enter %s: %w", path, err)
-			return
-		}
-		ferr := f()
-		if err := netns.Set(orig); err != nil {
-			errc <- errors.Join(ferr, fmt.Errorf("leave %s: %w", path, err))
-			return // the thread stays locked and ends with the goroutine
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
 }

@@ -6,12 +6,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/berth-io/berth/core/network"
 )
 
 // nativePlaybook is a container whose CAN grant is served natively: an
@@ -165,38 +166,26 @@ func nativeSession(t *testing.T, d *daemon) nativeCounters {
 // namespace at netns (the socket stays in it) with a receive timeout.
 func canSocketIn(t *testing.T, netns, ifname string) int {
 	t.Helper()
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	self, err := os.Open("/proc/thread-self/ns/net")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer self.Close()
-	target, err := os.Open(netns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer target.Close()
-	if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
-		t.Fatalf("enter %s: %v", netns, err)
-	}
-	defer func() {
-		if err := unix.Setns(int(self.Fd()), unix.CLONE_NEWNET); err != nil {
-			panic(err) // the thread is locked: the test cannot go on in the wrong namespace
+	fd := -1
+	err := network.InNetNS(netns, func() error {
+		s, err := unix.Socket(unix.AF_CAN, unix.SOCK_RAW, unix.CAN_RAW)
+		if err != nil {
+			return fmt.Errorf("CAN socket: %w", err)
 		}
-	}()
-	fd, err := unix.Socket(unix.AF_CAN, unix.SOCK_RAW, unix.CAN_RAW)
+		idx, err := ifIndex(s, ifname)
+		if err != nil {
+			unix.Close(s)
+			return fmt.Errorf("the container has no interface %s: %w", ifname, err)
+		}
+		if err := unix.Bind(s, &unix.SockaddrCAN{Ifindex: idx}); err != nil {
+			unix.Close(s)
+			return fmt.Errorf("bind %s: %w", ifname, err)
+		}
+		fd = s
+		return nil
+	})
 	if err != nil {
-		t.Fatalf("CAN socket: %v", err)
-	}
-	idx, err := ifIndex(fd, ifname)
-	if err != nil {
-		unix.Close(fd)
-		t.Fatalf("the container has no interface %s: %v", ifname, err)
-	}
-	if err := unix.Bind(fd, &unix.SockaddrCAN{Ifindex: idx}); err != nil {
-		unix.Close(fd)
-		t.Fatalf("bind %s: %v", ifname, err)
+		t.Fatal(err)
 	}
 	tv := unix.NsecToTimeval(int64(cmdTimeout))
 	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
