@@ -197,18 +197,22 @@ func (b *bench) measure(ctx context.Context, rep *report) error {
 			return err
 		}
 	}
-	if rep.RSS.ImportKiB, err = b.idleRSS(ctx); err != nil {
+	imported, err := b.idleRSS(ctx)
+	if err != nil {
 		return err
 	}
+	rep.RSS.ImportKiB = imported.KiB
 	// The figure that counts is berthd started on a store that holds the
 	// images, as on an ECU's boot, without the garbage of importing them.
 	b.stopDaemon()
 	if err := b.startDaemon(ctx); err != nil {
 		return fmt.Errorf("restart berthd: %w", err)
 	}
-	if rep.RSS.IdleKiB, err = b.idleRSS(ctx); err != nil {
+	idle, err := b.idleRSS(ctx)
+	if err != nil {
 		return err
 	}
+	rep.RSS.IdleKiB = idle.KiB
 
 	// Warm-up: the first up unpacks the layers; it is not timed. While it
 	// is up, measure memory and disk and copy the bundles for the baseline.
@@ -216,10 +220,7 @@ func (b *bench) measure(ctx context.Context, rep *report) error {
 	if _, err := b.upBerth(ctx); err != nil {
 		return err
 	}
-	if err := pause(ctx, idleWait); err != nil {
-		return err
-	}
-	stackRSS, err := readRSS(b.daemon.Process.Pid)
+	stackRSS, err := b.idleRSS(ctx)
 	if err != nil {
 		return err
 	}
@@ -271,12 +272,12 @@ func (b *bench) measure(ctx context.Context, rep *report) error {
 	return nil
 }
 
-// idleRSS leaves berthd idle for idleWait and returns its RSS in KiB.
-func (b *bench) idleRSS(ctx context.Context) (int64, error) {
+// idleRSS leaves berthd idle for idleWait and returns its RSS.
+func (b *bench) idleRSS(ctx context.Context) (rss, error) {
 	if err := pause(ctx, idleWait); err != nil {
-		return 0, err
+		return rss{}, err
 	}
-	return rssKiB(b.daemon.Process.Pid)
+	return readRSS(b.daemon.Process.Pid)
 }
 
 // cliRoundTrip times one `berth ps` (CLI start, dial, one small RPC): the

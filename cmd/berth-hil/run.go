@@ -110,9 +110,9 @@ func run(args []string) (int, error) {
 
 // runTest boots the guest once. When KVM was chosen automatically, the
 // test's output is held back until the guest reports: a guest that stalls
-// under KVM (hil.ErrGuestStalled; nested KVM that boots but loses
-// interrupts does this) marks KVM unreliable on this host and the test
-// runs again under TCG, printing only that run's output.
+// under KVM (hil.ErrGuestStalled) marks KVM unreliable on this host (KVM
+// in a VM may boot and then hang) and the test runs again under TCG,
+// printing only that run's output.
 func runTest(ctx context.Context, vm *hil.VM, p hil.Payload, auto bool, cacheRoot string, log *slog.Logger) (hil.Result, error) {
 	timeout := bootTimeout(p.Args)
 	if !auto || vm.Accel != hil.AccelKVM {

@@ -1,7 +1,6 @@
 package broker
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -10,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berth-io/berth/core/syncbuf"
 	"github.com/berth-io/berth/devices/can"
 	"github.com/berth-io/berth/devices/can/cantest"
 )
@@ -188,7 +188,7 @@ func TestBatchPluginGone(t *testing.T) {
 	ctx := testCtx(t)
 	drv, _ := newFake(can.Classical)
 	fl := newFlaky(drv)
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	b := New(fl, WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
 	defer b.Close()
 	var tx [8]can.Bus
@@ -226,22 +226,4 @@ func TestBatchPluginGone(t *testing.T) {
 	if n := strings.Count(logs.String(), "device down"); n != 1 {
 		t.Errorf("device declared down %d times, want once:\n%s", n, logs.String())
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent log writers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"math/bits"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 
@@ -57,22 +58,10 @@ func TestRangeMasksKnown(t *testing.T) {
 	}
 	for _, tt := range tests {
 		got := rangeMasks(tt.lo, tt.hi, tt.width)
-		if !equalFilters(got, tt.want) {
+		if !slices.Equal(got, tt.want) {
 			t.Errorf("rangeMasks(%#x, %#x, %d) = %v, want %v", tt.lo, tt.hi, tt.width, got, tt.want)
 		}
 	}
-}
-
-func equalFilters(a, b []CANFilter) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // canID is a frame's can_id as the kernel sees it.
@@ -213,7 +202,7 @@ func TestCompile(t *testing.T) {
 		{ToContainer, CANFilter{0x7DF, canEFFFlag | 0x7FF}, false},
 		{ToBus, CANFilter{0x7E0, canEFFFlag | 0x7FF}, false},
 	}
-	if !equalRules(rules, want) {
+	if !slices.Equal(rules, want) {
 		t.Errorf("classical grant on an FD bus compiled to %v, want %v", rules, want)
 	}
 
@@ -231,7 +220,7 @@ func TestCompile(t *testing.T) {
 		{ToBus, CANFilter{0x7E0, canEFFFlag | 0x7FF}, true},
 		{ToContainer, errorFilter, false},
 	}
-	if !equalRules(rules, want) {
+	if !slices.Equal(rules, want) {
 		t.Errorf("FD grant with error frames compiled to %v, want %v", rules, want)
 	}
 
@@ -244,18 +233,6 @@ func TestCompile(t *testing.T) {
 			t.Errorf("FD grant on a classical bus compiled to FD rule %v", r)
 		}
 	}
-}
-
-func equalRules(a, b []Rule) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func TestCompileRefuses(t *testing.T) {

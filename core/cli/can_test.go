@@ -1,7 +1,6 @@
 package cli_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"flag"
@@ -26,6 +25,7 @@ import (
 	"github.com/berth-io/berth/core/api"
 	"github.com/berth-io/berth/core/broker"
 	"github.com/berth-io/berth/core/cli"
+	"github.com/berth-io/berth/core/syncbuf"
 	"github.com/berth-io/berth/devices/can"
 	"github.com/berth-io/berth/devices/can/candump"
 	"github.com/berth-io/berth/devices/can/cantest"
@@ -85,28 +85,9 @@ func newCANBench(t *testing.T) *canBench {
 	return b
 }
 
-// syncBuffer is a bytes.Buffer that a running command writes while the
-// test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // command is a berth command running in the background.
 type command struct {
-	out, errOut syncBuffer
+	out, errOut syncbuf.Buffer
 	cancel      context.CancelFunc
 	done        chan int
 }

@@ -1,7 +1,6 @@
 package daemon_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,12 +8,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/berth-io/berth/core/api"
+	"github.com/berth-io/berth/core/syncbuf"
 )
 
 // These tests run berthd, berth-monitor and real containers through runc,
@@ -62,17 +61,16 @@ func setup() error {
 // berthd is one daemon under test, in its own network namespace, with its
 // own state and run dirs and cgroup parent.
 type berthd struct {
-	t        *testing.T
-	state    string
-	run      string
-	socket   string
-	cgroup   string
-	cmd      *exec.Cmd
-	log      *syncBuffer
-	client   *api.Client
-	exited   chan struct{}
-	netnsPid int
-	args     []string // more berthd flags
+	t      *testing.T
+	state  string
+	run    string
+	socket string
+	cgroup string
+	cmd    *exec.Cmd
+	log    *syncbuf.Buffer
+	client *api.Client
+	exited chan struct{}
+	args   []string // more berthd flags
 }
 
 func needRoot(t *testing.T) {
@@ -106,7 +104,7 @@ func newBerthd(t *testing.T, args ...string) *berthd {
 // bridges never touch the host's, and waits for its socket to answer.
 func (b *berthd) start() {
 	b.t.Helper()
-	b.log = &syncBuffer{}
+	b.log = &syncbuf.Buffer{}
 	b.cmd = exec.Command("unshare", append([]string{"--net", "--", filepath.Join(binDir, "berthd"),
 		"--state-dir", b.state, "--run-dir", b.run, "--runtime", "runc", "--cgroup-parent", b.cgroup, "--log-level", "debug"}, b.args...)...)
 	b.cmd.Stdout, b.cmd.Stderr = b.log, b.log
@@ -139,25 +137,6 @@ func (b *berthd) start() {
 			b.t.Fatalf("berthd did not answer in 20 s:\n%s", b.log)
 		}
 	}
-}
-
-// syncBuffer is berthd's output: written by os/exec's copier while the
-// test reads it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // kill9 kills berthd with SIGKILL, as a crash would.

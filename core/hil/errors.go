@@ -21,8 +21,8 @@ var (
 	ErrTimeout = errors.New("guest timed out")
 	// ErrGuestStalled reports a guest kernel that stopped making progress:
 	// a soft lockup or an RCU stall, which the guest turns into a panic at
-	// once rather than hanging until the deadline. Seen with nested KVM
-	// that boots but loses interrupts; TCG does not show it.
+	// once rather than hanging until the deadline. Seen once in CI, with
+	// two vCPUs both stuck in runc.
 	ErrGuestStalled = errors.New("guest kernel stalled (soft lockup or RCU stall)")
 	// ErrNoExitStatus reports a guest that stopped without writing the test's
 	// exit status: a kernel panic, a crash of /init, or a failed boot.

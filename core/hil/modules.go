@@ -34,11 +34,6 @@ func ModuleName(file string) string {
 
 func canonical(name string) string { return strings.ReplaceAll(name, "-", "_") }
 
-// isModule reports whether file is a kernel module this package can read.
-func isModule(file string) bool {
-	return strings.HasSuffix(file, ".ko") || strings.HasSuffix(file, ".ko.xz")
-}
-
 // ModuleObject returns the ELF object of a module file's content,
 // decompressing a ".ko.xz" module.
 func ModuleObject(file string, data []byte) ([]byte, error) {

@@ -124,7 +124,7 @@ func (vm *VM) Run(ctx context.Context, p Payload, stdout io.Writer) (Result, err
 		return Result{}, fmt.Errorf("vm run: read guest output: %w", scanErr)
 	}
 	reason := ErrNoExitStatus
-	if data, err := os.ReadFile(console); err == nil && Stalled(string(data)) {
+	if data, err := os.ReadFile(console); err == nil && stalled(string(data)) {
 		reason = ErrGuestStalled
 	}
 	return Result{}, &GuestError{Reason: reason, Console: tail(console, consoleTailLines)}
@@ -134,8 +134,8 @@ func (vm *VM) Run(ctx context.Context, p Payload, stdout io.Writer) (Result, err
 // progress (kernel/watchdog.c, kernel/rcu/tree_stall.h).
 var stallSignatures = []string{"BUG: soft lockup", "detected stalls on CPUs", "rcu_preempt kthread starved", "rcu_sched kthread starved"}
 
-// Stalled reports whether a guest console shows a soft lockup or an RCU stall.
-func Stalled(console string) bool {
+// stalled reports whether a guest console shows a soft lockup or an RCU stall.
+func stalled(console string) bool {
 	for _, s := range stallSignatures {
 		if strings.Contains(console, s) {
 			return true

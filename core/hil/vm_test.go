@@ -149,22 +149,22 @@ func TestGuestError(t *testing.T) {
 	}
 }
 
-// TestStalled recognises the console of a guest whose CPUs stopped making
-// progress (lines from a CI run under nested KVM) and not a healthy one.
-func TestStalled(t *testing.T) {
-	stalled := []string{
+// TestStalledConsole: stalled recognises the console of a guest whose CPUs
+// stopped making progress (lines from a CI run) and not a healthy one.
+func TestStalledConsole(t *testing.T) {
+	consoles := []string{
 		"[   80.582198] watchdog: BUG: soft lockup - CPU#0 stuck for 71s! [runc:198]\n",
 		"[   91.174827] rcu: INFO: rcu_preempt detected stalls on CPUs/tasks:\n",
 		"[   91.174827] rcu: rcu_preempt kthread starved for 21013 jiffies! g-91 f0x2\n",
 	}
-	for _, c := range stalled {
-		if !Stalled(c) {
-			t.Errorf("Stalled(%q) = false, want true", c)
+	for _, c := range consoles {
+		if !stalled(c) {
+			t.Errorf("stalled(%q) = false, want true", c)
 		}
 	}
 	healthy := "[    1.2] vcan: Virtual CAN interface driver\nberth-hil: modules loaded in 0.3s\n[    9.9] reboot: Power down\n"
-	if Stalled(healthy) {
-		t.Errorf("Stalled(healthy console) = true")
+	if stalled(healthy) {
+		t.Errorf("stalled(healthy console) = true")
 	}
 }
 

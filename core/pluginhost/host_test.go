@@ -12,12 +12,12 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/berth-io/berth/core/board"
+	"github.com/berth-io/berth/core/syncbuf"
 	"github.com/berth-io/berth/devices"
 	"github.com/berth-io/berth/devices/can"
 	"github.com/berth-io/berth/devices/sdk"
@@ -47,24 +47,6 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	_ = os.RemoveAll(dir)
 	os.Exit(code)
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent log writers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // loopBoard is a board driving one loopback bus as device can0. Line
@@ -147,7 +129,7 @@ func roundTrip(t *testing.T, ctx context.Context, a, b can.Bus, id uint32) {
 }
 
 func TestStartOpenAndDevices(t *testing.T) {
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: levelTrace}))
 	b := loopBoard(t, loopbackBin, strings.ToUpper(loopbackSum), `device = "loop0"`, "can")
 	h := start(t, b, WithLogger(log))
@@ -336,7 +318,7 @@ func onePlugin(t *testing.T) int {
 // the host has restarted the plugin, and then everything works again
 // without a new host.
 func TestCrashAndRestart(t *testing.T) {
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	log := slog.New(slog.NewTextHandler(logs, nil))
 	b := loopBoard(t, loopbackBin, loopbackSum, `device = "loop0"`, "can")
 	// The first restart waits 500ms, so Open surely sees the plugin down.
@@ -438,7 +420,7 @@ func TestKeepsCrashing(t *testing.T) {
 	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	log := slog.New(slog.NewTextHandler(logs, nil))
 	src := `board "test" {
   plugin "loop" {

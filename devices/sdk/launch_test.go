@@ -1,7 +1,6 @@
 package sdk_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,13 +9,13 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/zclconf/go-cty/cty"
 
+	"github.com/berth-io/berth/core/syncbuf"
 	"github.com/berth-io/berth/devices"
 	"github.com/berth-io/berth/devices/can/cantest"
 	"github.com/berth-io/berth/devices/sdk"
@@ -45,24 +44,6 @@ func TestMain(m *testing.M) {
 }
 
 func example(*testing.T) string { return exampleBin }
-
-// syncBuffer is a bytes.Buffer safe for the plugin log goroutine.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 func TestLaunchRefusesWrongChecksum(t *testing.T) {
 	bin := example(t)
@@ -102,7 +83,7 @@ func TestLaunchExamplePlugin(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	logger := hclog.New(&hclog.LoggerOptions{Name: "berthd", Output: logs, Level: hclog.Debug})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

@@ -12,8 +12,9 @@
 // path loses, duplicates or reorders a frame, or lets an ID outside its
 // grant through. It needs the VM: on another host it skips with the
 // reason; inside it (BERTH_HIL set) a missing feature fails it. `make
-// bench` runs it after the host bench; by hand (-v shows the table: go
-// test hides a passing package's output otherwise):
+// hil` (and so `make test`) runs it for its checks; `make bench` runs it
+// after the host bench to print the table; by hand (-v shows the table:
+// go test hides a passing package's output otherwise):
 //
 //	go build -o bin/berth-hil ./cmd/berth-hil
 //	CGO_ENABLED=0 go test -count=1 -exec $PWD/bin/berth-hil -v -run '^TestPaths$' ./board-support/qemu-x86_64/canbench

@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/berth-io/berth/core/syncbuf"
 )
 
 // stackPlaybook is one busybox container that waits until stopped. Its
@@ -110,7 +112,7 @@ func boardFile(t *testing.T) string {
 // daemon is a berthd under test with its own state and run dirs.
 type daemon struct {
 	proc      *background
-	log       *syncBuffer
+	log       *syncbuf.Buffer
 	socket    string
 	berthPath string
 	args      []string // berthd's command line, for a restart

@@ -31,6 +31,25 @@ func testCtx(t testing.TB) context.Context {
 	return ctx
 }
 
+// openReporting opens grant's bus at path with an error handler that
+// hands what it hears to the returned channel (dropping what does not
+// fit). The bus is closed at the end of the test.
+func openReporting(t *testing.T, ctx context.Context, path, grant string) (can.Bus, <-chan error) {
+	t.Helper()
+	reported := make(chan error, 16)
+	b, err := canwire.OpenBus(ctx, path, grant, canwire.WithErrorHandler(func(err error) {
+		select {
+		case reported <- err:
+		default:
+		}
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	return b, reported
+}
+
 // serve serves open on a fresh socket until the test ends and returns the
 // socket's path.
 func serve(t testing.TB, open canwire.OpenFunc, opts ...canwire.ServerOption) string {
@@ -546,17 +565,7 @@ func TestUnavailableResumes(t *testing.T) {
 		}
 		return &flakyBus{Bus: b}, nil
 	}, canwire.WithRetry(time.Millisecond))
-	reported := make(chan error, 10)
-	b, err := canwire.OpenBus(ctx, path, "can1", canwire.WithErrorHandler(func(err error) {
-		select {
-		case reported <- err:
-		default:
-		}
-	}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	b, reported := openReporting(t, ctx, path, "can1")
 	select {
 	case err := <-reported:
 		if !errors.Is(err, canwire.ErrUnavailable) || !strings.Contains(err.Error(), "restarting") {

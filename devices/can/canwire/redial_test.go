@@ -253,17 +253,7 @@ func TestRedialBus(t *testing.T) {
 	d := fakeDriver()
 	bus := d.Bus("can0")
 	srv := newRestartable(t, d.Open)
-	reported := make(chan error, 16)
-	b, err := canwire.OpenBus(ctx, srv.path, "can0", canwire.WithErrorHandler(func(err error) {
-		select {
-		case reported <- err:
-		default:
-		}
-	}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	b, reported := openReporting(t, ctx, srv.path, "can0")
 	s, err := b.Receive(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -359,17 +349,7 @@ func TestRedialRefused(t *testing.T) {
 			ctx := testCtx(t)
 			d := fakeDriver()
 			srv := newRestartable(t, d.Open)
-			reported := make(chan error, 16)
-			b, err := canwire.OpenBus(ctx, srv.path, "can1", canwire.WithErrorHandler(func(err error) {
-				select {
-				case reported <- err:
-				default:
-				}
-			}))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer b.Close()
+			b, reported := openReporting(t, ctx, srv.path, "can1")
 			s, err := b.Receive(ctx)
 			if err != nil {
 				t.Fatal(err)
