@@ -13,6 +13,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/berth-io/berth/devices/can"
@@ -79,6 +80,19 @@ func (b *Bus) Handles() int {
 	return len(b.handles)
 }
 
+// Streams returns how many receive streams are open on the bus's open
+// handles. A frame injected once it reaches n is seen by n streams, where
+// Handles alone does not say that a handle's reader has started.
+func (b *Bus) Streams() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n := 0
+	for h := range b.handles {
+		n += int(h.streams.Load())
+	}
+	return n
+}
+
 // deliver stamps and hands frames to every handle but from, under the bus
 // lock, so every handle sees one bus order.
 func (b *Bus) deliver(from *handle, frames []can.Frame) {
@@ -108,6 +122,8 @@ type handle struct {
 	bus *Bus
 	hub *can.Hub
 
+	streams atomic.Int32 // open receive streams
+
 	mu     sync.Mutex
 	tx     uint64
 	closed bool
@@ -128,7 +144,13 @@ func (h *handle) Receive(ctx context.Context) (can.Stream, error) {
 	if err := h.check("receive"); err != nil {
 		return nil, err
 	}
-	return h.hub.Receive(ctx)
+	s, err := h.hub.Receive(ctx)
+	if err != nil {
+		return nil, err
+	}
+	h.streams.Add(1)
+	context.AfterFunc(ctx, func() { h.streams.Add(-1) })
+	return s, nil
 }
 
 func (h *handle) Send(ctx context.Context, f can.Frame) error {

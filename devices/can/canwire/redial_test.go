@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -136,6 +137,14 @@ func handles(t *testing.T, bus *cantest.Bus, n int) {
 	eventually(t, fmt.Sprintf("%d handles on the bus", n), func() bool { return bus.Handles() == n })
 }
 
+// receiving waits until n receive streams are open on bus, so a frame
+// injected next reaches them: a server's session opens its handle before
+// it starts receiving.
+func receiving(t *testing.T, bus *cantest.Bus, n int) {
+	t.Helper()
+	eventually(t, fmt.Sprintf("%d receive streams on the bus", n), func() bool { return bus.Streams() == n })
+}
+
 // TestRedialEinride checks the case: a program reading and
 // writing through einride's socketcan on a Conn goes on across two
 // restarts of the server, with sends failing fast while it is away.
@@ -220,7 +229,7 @@ func TestRedialEinride(t *testing.T) {
 		})
 
 		srv.start(d.Open) // the new berthd serves the same path
-		handles(t, bus, 2)
+		receiving(t, bus, 2)
 		in := []can.Frame{{ID: 0x100, Data: []byte{round}}, {ID: 0x1ABCDEF, Extended: true, Data: []byte{round, 2, 3}}}
 		bus.Inject(in...)
 		expect(in...)
@@ -306,7 +315,7 @@ func TestRedialBus(t *testing.T) {
 	bus.Inject(can.Frame{ID: 0x666}) // not seen by anyone
 
 	srv.start(d.Open)
-	handles(t, bus, 1)
+	receiving(t, bus, 1)
 	in := []can.Frame{{ID: 0x3, FD: true, BRS: true, Data: make([]byte, 64)}, {ID: 0x4, Data: []byte{4}}}
 	bus.Inject(in...)
 	recv(s, in...)
@@ -418,7 +427,7 @@ func TestRedialUnavailableHello(t *testing.T) {
 		}
 		return d.Open(ctx, grant)
 	})
-	handles(t, bus, 1)
+	receiving(t, bus, 1)
 	bus.Inject(can.Frame{ID: 0x7})
 	if got, err := s.Recv(); err != nil || got[0].ID != 0x7 {
 		t.Fatalf("stream after Unavailable hellos: %v, %v; want 0x7", got, err)
@@ -531,7 +540,7 @@ func TestRedialNoLeak(t *testing.T) {
 		bus := d.Bus("can1")
 		srv := newRestartable(t, d.Open)
 		defer srv.stop()
-		var clients []interface{ Close() error }
+		var clients []io.Closer
 		opt, hungUp := hangUps(t)
 		for i := range 3 {
 			o := []canwire.Option{}
@@ -557,6 +566,11 @@ func TestRedialNoLeak(t *testing.T) {
 			hungUp()
 			srv.start(d.Open)
 			handles(t, bus, len(clients))
+			// The server opens a handle before it answers the hello: a
+			// stop before the answer is a failed redial, not a hang-up.
+			for _, c := range clients[:2] {
+				eventually(t, "the first client's new session", func() bool { return request(ctx, c) == nil })
+			}
 		}
 		srv.stop()
 		hungUp()
@@ -565,18 +579,22 @@ func TestRedialNoLeak(t *testing.T) {
 		clients[1].Close()
 		srv.start(cantest.ErrorOpen(canwire.ErrUnknownGrant)) // the rest are refused
 		for _, c := range clients[2:] {
-			var err error
-			eventually(t, "the refusal", func() bool {
-				switch c := c.(type) {
-				case *canwire.Conn:
-					_, err = c.Write(record(1, 0, 0))
-				case *canwire.Bus:
-					err = c.Send(ctx, can.Frame{ID: 1})
-				}
-				return errors.Is(err, canwire.ErrUnknownGrant)
-			})
+			eventually(t, "the refusal", func() bool { return errors.Is(request(ctx, c), canwire.ErrUnknownGrant) })
 			c.Close()
 		}
 	}()
 	eventually(t, fmt.Sprintf("goroutines to settle to %d", before), func() bool { return runtime.NumGoroutine() <= before })
+}
+
+// request sends a frame through c, a *canwire.Conn or *canwire.Bus, which
+// succeeds only while its session is up.
+func request(ctx context.Context, c io.Closer) error {
+	switch c := c.(type) {
+	case *canwire.Conn:
+		_, err := c.Write(record(1, 0, 0))
+		return err
+	case *canwire.Bus:
+		return c.Send(ctx, can.Frame{ID: 1})
+	}
+	return fmt.Errorf("request: %T is not a canwire client", c)
 }
