@@ -92,7 +92,7 @@ func run(args []string) (int, error) {
 
 	res, err := runTest(ctx, &vm, payload, accel == "auto", cacheRoot, log)
 	if err != nil {
-		return 1, err
+		return 1, fmt.Errorf("guest under %s: %w", vm.Accel, err)
 	}
 	for line := range strings.Lines(res.Console) {
 		if strings.HasPrefix(line, "berth-hil: ") { // the guest init's own lines: timings, failed modules
@@ -102,8 +102,8 @@ func run(args []string) (int, error) {
 	if res.ExitCode != 0 {
 		// A failing test may be the guest's fault (a module that did not
 		// load, a kernel warning): show what the console said.
-		fmt.Fprintf(os.Stderr, "berth-hil: test exited with status %d after %.1fs; last lines of the guest console:\n%s\n",
-			res.ExitCode, res.Elapsed.Seconds(), res.Console)
+		fmt.Fprintf(os.Stderr, "berth-hil: test exited with status %d after %.1fs under %s; last lines of the guest console:\n%s\n",
+			res.ExitCode, res.Elapsed.Seconds(), vm.Accel, res.Console)
 	}
 	return res.ExitCode, nil
 }
