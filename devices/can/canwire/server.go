@@ -18,8 +18,9 @@ import (
 
 // OpenFunc opens the bus a grant names, for one session: grant is the
 // grant's name as the hello gives it ("body" in "can body"). Its errors
-// reach the client as the hello's answer, so they should name the grant
-// and wrap [ErrUnknownGrant] (or can.ErrUnknownDevice), [ErrUnavailable] or
+// reach the client as the hello's answer, as they are, so they should
+// name the grant (or the device, on an operator's socket) and wrap
+// [ErrUnknownGrant] (or can.ErrUnknownDevice), [ErrUnavailable] or
 // [ErrPermissionDenied]. The server owns the returned bus and closes it
 // when the session ends.
 type OpenFunc func(ctx context.Context, grant string) (can.Bus, error)
@@ -141,10 +142,9 @@ func (s *server) serveConn(ctx context.Context, c *net.UnixConn) error {
 		return err
 	}
 	bus, err := s.open(ctx, h.Grant)
-	if err != nil {
-		err = fmt.Errorf("grant %q: %w", h.String(), err)
+	if err != nil { // it names the grant (see OpenFunc): sent as it is
 		_, _ = c.Write(errorMessage(0, err))
-		return err
+		return fmt.Errorf("grant %q: %w", h.String(), err)
 	}
 	defer bus.Close()
 	ss := &session{s: s, c: c, hello: h, bus: bus, out: make([]byte, 0, MaxMessage)}
