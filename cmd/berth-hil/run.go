@@ -90,7 +90,7 @@ func run(args []string) (int, error) {
 		return 0, nil
 	}
 
-	res, err := runTest(ctx, &vm, payload, accel == "auto", cacheRoot, log)
+	res, err := runTest(ctx, &vm, payload, accel == "auto", cacheRoot, log, os.Stdout, os.Stderr)
 	if err != nil {
 		return 1, fmt.Errorf("guest under %s: %w", vm.Accel, err)
 	}
@@ -108,29 +108,33 @@ func run(args []string) (int, error) {
 	return res.ExitCode, nil
 }
 
-// runTest boots the guest once. When KVM was chosen automatically, the
-// test's output is held back until the guest reports: a guest that stalls
-// under KVM (hil.ErrGuestStalled) marks KVM unreliable on this host (KVM
-// in a VM may boot and then hang) and the test runs again under TCG,
-// printing only that run's output.
-func runTest(ctx context.Context, vm *hil.VM, p hil.Payload, auto bool, cacheRoot string, log *slog.Logger) (hil.Result, error) {
+// runTest boots the guest and runs the test, holding its output back
+// until the guest reports. A guest kernel that stalls
+// (hil.ErrGuestStalled: a soft lockup or RCU stall, the emulator's or
+// kernel's fault, not the test's) gets one more boot, and only that run's
+// output goes to stdout; the stalled run's goes to stderr. When KVM was
+// chosen automatically, the stall marks KVM unreliable on this host (KVM
+// in a VM may boot and then hang): the second boot and later runs use
+// TCG.
+func runTest(ctx context.Context, vm *hil.VM, p hil.Payload, auto bool, cacheRoot string, log *slog.Logger, stdout, stderr io.Writer) (hil.Result, error) {
 	timeout := bootTimeout(p.Args)
-	if !auto || vm.Accel != hil.AccelKVM {
-		return runWithin(ctx, timeout, vm, p, os.Stdout)
-	}
 	var held bytes.Buffer
 	res, err := runWithin(ctx, timeout, vm, p, &held)
 	if !errors.Is(err, hil.ErrGuestStalled) {
-		_, _ = held.WriteTo(os.Stdout)
+		_, _ = held.WriteTo(stdout)
 		return res, err
 	}
-	log.Warn("the guest stalled under KVM: KVM is unreliable on this host; running the test again under TCG, and using TCG from now on (BERTH_HIL_ACCEL=kvm forces KVM)",
-		"console", err.Error())
-	if err := hil.DistrustKVM(cacheRoot); err != nil {
-		log.Warn("cannot remember the choice", "err", err)
+	stalledUnder := vm.Accel
+	if auto && vm.Accel == hil.AccelKVM {
+		log.Warn("KVM is unreliable on this host: using TCG from now on (BERTH_HIL_ACCEL=kvm forces KVM)")
+		if err := hil.DistrustKVM(cacheRoot); err != nil {
+			log.Warn("cannot remember the choice", "err", err)
+		}
+		vm.Accel = hil.AccelTCG
 	}
-	vm.Accel = hil.AccelTCG
-	return runWithin(ctx, timeout, vm, p, os.Stdout)
+	fmt.Fprintf(stderr, "berth-hil: the guest kernel stalled under %s; booting once more under %s. The stalled run's output and console:\n%s%v\n",
+		stalledUnder, vm.Accel, held.String(), err)
+	return runWithin(ctx, timeout, vm, p, stdout)
 }
 
 // runWithin runs the guest with a hard deadline of timeout.
