@@ -96,7 +96,7 @@ dump=$!
 berth can replay can0 testdata/can/demo.log >/dev/null
 wait "$dump" || true
 
-step "berth devices: per-session counters (received, delivered, dropped, sent, refused)"
+step "berth devices: each container grant's counters, the refused send's session included though it closed"
 berth devices
 
 step "kill -9 berthd: the containers keep running"

@@ -163,12 +163,14 @@ type Device struct {
 	Sessions []DeviceSession
 }
 
-// DeviceSession is one container grant's session on a device, with its
-// traffic: Received frames its filter selected, Delivered to the container,
-// Dropped because it read too slowly; Sent, Refused by the grant, and
-// RateLimited.
+// DeviceSession is one container grant's sessions on a device, with their
+// traffic summed since berthd started: Received frames its filter
+// selected, Delivered to the container, Dropped because it read too
+// slowly; Sent, Refused by the grant, and RateLimited. Open is how many
+// of its sessions are open now.
 type DeviceSession struct {
 	Container, Grant             string
+	Open                         int
 	Received, Delivered, Dropped uint64
 	Sent, Refused, RateLimited   uint64
 }

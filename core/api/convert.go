@@ -193,7 +193,7 @@ func devicesToProto(ds Devices) *apiv1.DevicesResponse {
 		}
 		for _, s := range d.Sessions {
 			pd.Sessions = append(pd.Sessions, &apiv1.DeviceSession{
-				Container: s.Container, Grant: s.Grant,
+				Container: s.Container, Grant: s.Grant, Open: uint32(s.Open),
 				Received: s.Received, Delivered: s.Delivered, Dropped: s.Dropped,
 				Sent: s.Sent, Refused: s.Refused, RateLimited: s.RateLimited,
 			})
@@ -213,7 +213,7 @@ func devicesFromProto(r *apiv1.DevicesResponse) Devices {
 		}
 		for _, s := range d.GetSessions() {
 			dev.Sessions = append(dev.Sessions, DeviceSession{
-				Container: s.GetContainer(), Grant: s.GetGrant(),
+				Container: s.GetContainer(), Grant: s.GetGrant(), Open: int(s.GetOpen()),
 				Received: s.GetReceived(), Delivered: s.GetDelivered(), Dropped: s.GetDropped(),
 				Sent: s.GetSent(), Refused: s.GetRefused(), RateLimited: s.GetRateLimited(),
 			})

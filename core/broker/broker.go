@@ -29,8 +29,8 @@
 //     streams carry on.
 //
 // Grants are [Grant] values; their ID filters are written as strings and
-// read with [ParseFilter]. [Broker.Stats] is what `berth devices` shows
-// about sessions.
+// read with [ParseFilter]. [Broker.Totals] is what `berth devices` shows
+// about sessions; [Broker.Stats] is the devices and sessions open now.
 package broker
 
 import (
@@ -104,6 +104,8 @@ type Broker struct {
 	mu      sync.Mutex
 	devices map[string]*device
 	closed  bool
+	// ended sums the counters of the sessions that closed, for Totals.
+	ended map[sessionKey]SessionStats
 }
 
 // New returns a broker that opens devices through opener. It opens
@@ -120,7 +122,7 @@ func New(opener Opener, opts ...Option) *Broker {
 		o(&cfg)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Broker{opener: opener, cfg: cfg, ctx: ctx, cancel: cancel, devices: make(map[string]*device)}
+	return &Broker{opener: opener, cfg: cfg, ctx: ctx, cancel: cancel, devices: make(map[string]*device), ended: make(map[sessionKey]SessionStats)}
 }
 
 // Open opens a session for container on grant g's device and returns it
@@ -262,10 +264,14 @@ type DeviceStats struct {
 	Sessions []SessionStats
 }
 
-// SessionStats is one session's traffic.
+// SessionStats is one session's traffic, or in [Broker.Totals] one
+// container grant's, summed over its sessions.
 type SessionStats struct {
 	// Container and Grant say whose session it is.
 	Container, Grant string
+	// Open is how many of its sessions are open: 1 in Stats; in Totals
+	// 0 once every one closed.
+	Open int
 	// Received are frames its receive filter selected (from the plugin
 	// and from other sessions); Delivered those its streams returned to
 	// the container; Dropped those its streams lost because the

@@ -316,6 +316,7 @@ func (s *session) Close() error {
 		s.d.remove(s)
 		s.unsubscribe(nil)
 		s.hub.Close()
+		s.d.b.sessionEnded(s.d.name, s.stats())
 		s.d.b.cfg.log.Debug("broker session closed", "device", s.d.name, "container", s.container, "grant", s.grant.Name)
 		s.d.b.release(s.d)
 	})
@@ -325,7 +326,7 @@ func (s *session) Close() error {
 func (s *session) stats() SessionStats {
 	c := s.hub.Counters()
 	return SessionStats{
-		Container: s.container, Grant: s.grant.Name,
+		Container: s.container, Grant: s.grant.Name, Open: 1,
 		Received: c.RxFrames, Delivered: s.delivered.Load(), Dropped: c.Drops + s.subDrops.Load(),
 		Sent: s.sent.Load(), Refused: s.refused.Load(), RateLimited: s.rateLimited.Load(),
 	}

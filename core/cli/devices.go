@@ -19,10 +19,11 @@ func newDevicesCommand(e *env) *cobra.Command {
 		Long: `List every device of the board berthd runs (--board): its class, the plugin
 that drives it and the plugin's ID for it, its health, how often the plugin
 was restarted, and the plugin's counters (frames received and sent, errors,
-drops). Below, each container session on a device: the grant it holds, the
-frames its filter selected, delivered to it and dropped because it read too
-slowly, and the frames it sent, had refused by its grant, or held back by
-its send rate.`,
+drops). Below, each container grant that has held a session on a device
+since berthd started: how many of its sessions are open now, and summed
+over all of them, the frames its filter selected, delivered to the
+container and dropped because it read too slowly, and the frames it sent,
+had refused by its grant, or held back by its send rate.`,
 		Args: cobra.NoArgs,
 		RunE: runE(func(cmd *cobra.Command, _ []string) error {
 			c, err := e.dial(cmd.Context())
@@ -72,10 +73,10 @@ func (e *env) printDevices(ds api.Devices) error {
 	}
 	fmt.Fprintln(e.Out)
 	tw = tabwriter.NewWriter(e.Out, 0, 8, 3, ' ', 0)
-	fmt.Fprintln(tw, "DEVICE\tCONTAINER\tGRANT\tRECEIVED\tDELIVERED\tDROPPED\tSENT\tREFUSED\tRATE-LIMITED")
+	fmt.Fprintln(tw, "DEVICE\tCONTAINER\tGRANT\tOPEN\tRECEIVED\tDELIVERED\tDROPPED\tSENT\tREFUSED\tRATE-LIMITED")
 	for _, d := range ds.Devices {
 		for _, s := range d.Sessions {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\n", d.Name, s.Container, s.Grant,
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\n", d.Name, s.Container, s.Grant, s.Open,
 				s.Received, s.Delivered, s.Dropped, s.Sent, s.Refused, s.RateLimited)
 		}
 	}
@@ -109,6 +110,7 @@ type deviceJSON struct {
 type sessionJSON struct {
 	Container   string `json:"container"`
 	Grant       string `json:"grant"`
+	Open        int    `json:"open"`
 	Received    uint64 `json:"received"`
 	Delivered   uint64 `json:"delivered"`
 	Dropped     uint64 `json:"dropped"`

@@ -14,7 +14,7 @@ func TestDevices(t *testing.T) {
 		{Name: "can0", Class: "can", Plugin: "vcan", ID: "vcan0", Available: true, Health: "healthy",
 			Counters: map[string]uint64{"rx_frames": 120, "tx_frames": 7, "errors": 0, "drops": 0},
 			Sessions: []api.DeviceSession{
-				{Container: "demo/dashboard", Grant: "body", Received: 100, Delivered: 90, Dropped: 10},
+				{Container: "demo/dashboard", Grant: "body", Open: 2, Received: 100, Delivered: 90, Dropped: 10},
 				{Container: "demo/sensor", Grant: "powertrain", Sent: 7, Refused: 2, RateLimited: 1},
 			}},
 		{Name: "can1", Class: "can", Plugin: "vcan", ID: "vcan1", Health: "unhealthy", Reason: "plugin vcan exited; restarting", Restarts: 2},
@@ -26,8 +26,8 @@ func TestDevices(t *testing.T) {
 		"can0     can     vcan     vcan0   healthy     0          120   7    0        0",
 		"can1     can     vcan     vcan1   unhealthy   2          -     -    -        -",
 		"can1: plugin vcan exited; restarting",
-		"can0     demo/dashboard   body         100        90          10        0      0         0",
-		"can0     demo/sensor      powertrain   0          0           0         7      2         1")
+		"can0     demo/dashboard   body         2      100        90          10        0      0         0",
+		"can0     demo/sensor      powertrain   0      0          0           0         7      2         1")
 
 	r = run(t, sock, "", "devices", "--json")
 	r.expect(t, 0)
@@ -37,6 +37,7 @@ func TestDevices(t *testing.T) {
 			Name     string
 			Sessions []struct {
 				Container string
+				Open      int
 				Dropped   uint64
 			}
 		}
@@ -44,7 +45,7 @@ func TestDevices(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
 		t.Fatalf("devices --json: %v\n%s", err, r.stdout)
 	}
-	if got.Board != "sim" || len(got.Devices) != 2 || got.Devices[0].Sessions[0].Dropped != 10 || len(got.Devices[1].Sessions) != 0 {
+	if got.Board != "sim" || len(got.Devices) != 2 || got.Devices[0].Sessions[0].Dropped != 10 || got.Devices[0].Sessions[0].Open != 2 || len(got.Devices[1].Sessions) != 0 {
 		t.Errorf("devices --json = %+v", got)
 	}
 }

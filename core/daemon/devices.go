@@ -280,17 +280,16 @@ func (m *deviceManager) devices(ctx context.Context) api.Devices {
 	if m.board == nil {
 		return api.Devices{}
 	}
-	sessions := m.native.sessions()
-	if sessions == nil {
-		sessions = map[string][]api.DeviceSession{}
-	}
-	for _, ds := range m.broker.Stats() {
-		for _, s := range ds.Sessions {
-			sessions[ds.Device] = append(sessions[ds.Device], api.DeviceSession{
-				Container: s.Container, Grant: s.Grant,
-				Received: s.Received, Delivered: s.Delivered, Dropped: s.Dropped,
-				Sent: s.Sent, Refused: s.Refused, RateLimited: s.RateLimited,
-			})
+	sessions := map[string][]api.DeviceSession{}
+	for _, totals := range []map[string][]broker.SessionStats{m.native.sessions(), m.broker.Totals()} {
+		for device, rows := range totals {
+			for _, s := range rows {
+				sessions[device] = append(sessions[device], api.DeviceSession{
+					Container: s.Container, Grant: s.Grant, Open: s.Open,
+					Received: s.Received, Delivered: s.Delivered, Dropped: s.Dropped,
+					Sent: s.Sent, Refused: s.Refused, RateLimited: s.RateLimited,
+				})
+			}
 		}
 	}
 	out := api.Devices{Board: m.board.Name}

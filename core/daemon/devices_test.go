@@ -215,6 +215,17 @@ func TestGrantsAreEnforcedInRealContainers(t *testing.T) {
 	if len(want) != 0 {
 		t.Errorf("berth devices lacks the sessions of %v: %+v", want, ds.Devices[0].Sessions)
 	}
+	// The sender's sessions (one per `cantool send` or flood) closed, and
+	// their counts stay: 123#AA and the flood's 30 sent, 124#BB refused.
+	var sender *api.DeviceSession
+	for i, s := range ds.Devices[0].Sessions {
+		if s.Container == "cars/sender" && s.Grant == "tx" {
+			sender = &ds.Devices[0].Sessions[i]
+		}
+	}
+	if sender == nil || sender.Open != 0 || sender.Sent != 31 || sender.Refused != 1 {
+		t.Errorf("cars/sender's grant tx in berth devices: %+v, want 0 open, 31 sent, 1 refused", sender)
+	}
 }
 
 // sendUntilLogged sends frames with id (a counter as data) every 200 ms
@@ -238,7 +249,7 @@ func sendUntilLogged(t *testing.T, b *berthd, bus can.Bus, id uint32, container,
 	}
 }
 
-// waitSessions waits until can0 has at least n container sessions.
+// waitSessions waits until can0 has at least n open container sessions.
 func waitSessions(t *testing.T, b *berthd, n int) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
@@ -247,7 +258,13 @@ func waitSessions(t *testing.T, b *berthd, n int) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(ds.Devices) > 0 && len(ds.Devices[0].Sessions) >= n {
+		open := 0
+		if len(ds.Devices) > 0 {
+			for _, s := range ds.Devices[0].Sessions {
+				open += s.Open
+			}
+		}
+		if open >= n {
 			return
 		}
 		if time.Now().After(deadline) {

@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -10,11 +9,10 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
-	"github.com/berth-io/berth/core/api"
+	"github.com/berth-io/berth/core/broker"
 	"github.com/berth-io/berth/core/cannative"
 	"github.com/berth-io/berth/core/network"
 	"github.com/berth-io/berth/core/oci"
@@ -42,6 +40,9 @@ type nativeCAN struct {
 
 	mu    sync.Mutex
 	links map[string]map[string]*nativeLink // by container ID, then grant
+	// ended sums the counters of the links that closed, by board device
+	// and then container and grant as sessions shows them.
+	ended map[string]map[[2]string]broker.SessionStats
 }
 
 // nativeLink is one grant served natively, attached by this berthd or
@@ -56,7 +57,7 @@ type nativeLink struct {
 // logs the verdict. instance is berthd's instance identity (the network
 // manager's), which marks the links it makes.
 func newNativeCAN(log *slog.Logger, instance string) *nativeCAN {
-	n := &nativeCAN{instance: instance, log: log, links: map[string]map[string]*nativeLink{}}
+	n := &nativeCAN{instance: instance, log: log, links: map[string]map[string]*nativeLink{}, ended: map[string]map[[2]string]broker.SessionStats{}}
 	n.unsupported = cannative.Supported()
 	if n.unsupported != nil {
 		log.Info("native CAN unavailable: grants with native = true are served through the broker", "reason", n.unsupported)
@@ -240,7 +241,7 @@ func (n *nativeCAN) drop(id, grant string) error {
 	if l == nil {
 		return nil
 	}
-	return n.close(l)
+	return n.close(grant, l)
 }
 
 // detach closes every native link of the container. Safe to call for a
@@ -254,45 +255,77 @@ func (n *nativeCAN) detach(id string) error {
 	delete(n.links, id)
 	n.mu.Unlock()
 	var errs []error
-	for _, l := range gs {
-		errs = append(errs, n.close(l))
+	for grant, l := range gs {
+		errs = append(errs, n.close(grant, l))
 	}
 	return errors.Join(errs...)
 }
 
-// close deletes a link with its container's interface and its rules.
-func (n *nativeCAN) close(l *nativeLink) error { return l.link.Close() }
+// close deletes a link with its container's interface and its rules,
+// keeping its counters for sessions.
+func (n *nativeCAN) close(grant string, l *nativeLink) error {
+	st := l.stats(grant)
+	st.Open = 0
+	k := [2]string{st.Container, st.Grant}
+	n.mu.Lock()
+	if n.ended[l.device] == nil {
+		n.ended[l.device] = map[[2]string]broker.SessionStats{}
+	}
+	n.ended[l.device][k] = n.ended[l.device][k].Add(st)
+	n.mu.Unlock()
+	return l.link.Close()
+}
 
-// sessions returns the native links as `berth devices` sessions by board
-// device: the grant marked "(native)", with can-gw's counters.
-func (n *nativeCAN) sessions() map[string][]api.DeviceSession {
+// stats returns the link's counters as a session of grant: the grant
+// marked "(native)", with can-gw's counters.
+func (l *nativeLink) stats(grant string) broker.SessionStats {
+	s := broker.SessionStats{Container: l.container, Grant: grant + " (native)", Open: 1}
+	if st, err := l.link.Stats(); err == nil {
+		s.Received, s.Dropped = st.Received, st.ReceiveDropped
+		s.Delivered = st.Received - min(st.Received, st.ReceiveDropped)
+		s.Sent, s.Refused = st.Sent, st.Refused
+	}
+	return s
+}
+
+// sessions returns, by board device, one row per container grant served
+// natively since berthd started, summed over its links, open and closed,
+// as broker.Totals does for the broker's.
+func (n *nativeCAN) sessions() map[string][]broker.SessionStats {
 	if n == nil {
 		return nil
+	}
+	n.mu.Lock()
+	sum := map[string]map[[2]string]broker.SessionStats{}
+	for device, rows := range n.ended {
+		sum[device] = maps.Clone(rows)
 	}
 	type entry struct {
 		grant string
 		l     *nativeLink
 	}
-	var all []entry
-	n.mu.Lock()
+	var open []entry
 	for _, gs := range n.links {
 		for name, l := range gs {
-			all = append(all, entry{name, l})
+			open = append(open, entry{name, l})
 		}
 	}
 	n.mu.Unlock()
-	slices.SortFunc(all, func(a, b entry) int {
-		return cmp.Or(strings.Compare(a.l.container, b.l.container), strings.Compare(a.grant, b.grant))
-	})
-	out := map[string][]api.DeviceSession{}
-	for _, e := range all {
-		s := api.DeviceSession{Container: e.l.container, Grant: e.grant + " (native)"}
-		if st, err := e.l.link.Stats(); err == nil {
-			s.Received, s.Dropped = st.Received, st.ReceiveDropped
-			s.Delivered = st.Received - min(st.Received, st.ReceiveDropped)
-			s.Sent, s.Refused = st.Sent, st.Refused
+	for _, e := range open {
+		st := e.l.stats(e.grant)
+		k := [2]string{st.Container, st.Grant}
+		if sum[e.l.device] == nil {
+			sum[e.l.device] = map[[2]string]broker.SessionStats{}
 		}
-		out[e.l.device] = append(out[e.l.device], s)
+		sum[e.l.device][k] = sum[e.l.device][k].Add(st)
+	}
+	out := map[string][]broker.SessionStats{}
+	for device, rows := range sum {
+		for k, st := range rows {
+			st.Container, st.Grant = k[0], k[1]
+			out[device] = append(out[device], st)
+		}
+		broker.SortSessions(out[device])
 	}
 	return out
 }

@@ -116,7 +116,8 @@ func TestNativeGrantIsAKernelInterface(t *testing.T) {
 	}
 	// The kernel's counters outlive berthd: two frames in, one sent, one
 	// refused (0x124), on the adopted link.
-	if got, want := nativeSession(t, d), (nativeCounters{Received: 2, Delivered: 2, Sent: 1, Refused: 1}); got != want {
+	want := nativeCounters{Open: 1, Received: 2, Delivered: 2, Sent: 1, Refused: 1}
+	if got := nativeSession(t, d); got != want {
 		t.Errorf("berth devices after berthd's restart: native session %+v, want %+v", got, want)
 	}
 
@@ -128,10 +129,16 @@ func TestNativeGrantIsAKernelInterface(t *testing.T) {
 	if out := cangwList(t, cangw); strings.Contains(out, "bc-") {
 		t.Errorf("can-gw rules left after berth down:\n%s", out)
 	}
+	// berth devices keeps what the closed link counted.
+	want.Open = 0
+	if got := nativeSession(t, d); got != want {
+		t.Errorf("berth devices after berth down: native session %+v, want %+v", got, want)
+	}
 }
 
 // nativeCounters are the counters of a native session in `berth devices --json`.
 type nativeCounters struct {
+	Open                                        int
 	Received, Delivered, Dropped, Sent, Refused uint64
 }
 

@@ -1781,15 +1781,18 @@ func (x *Device) GetSessions() []*DeviceSession {
 }
 
 type DeviceSession struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Container     string                 `protobuf:"bytes,1,opt,name=container,proto3" json:"container,omitempty"`
-	Grant         string                 `protobuf:"bytes,2,opt,name=grant,proto3" json:"grant,omitempty"`
-	Received      uint64                 `protobuf:"varint,3,opt,name=received,proto3" json:"received,omitempty"`
-	Delivered     uint64                 `protobuf:"varint,4,opt,name=delivered,proto3" json:"delivered,omitempty"`
-	Dropped       uint64                 `protobuf:"varint,5,opt,name=dropped,proto3" json:"dropped,omitempty"`
-	Sent          uint64                 `protobuf:"varint,6,opt,name=sent,proto3" json:"sent,omitempty"`
-	Refused       uint64                 `protobuf:"varint,7,opt,name=refused,proto3" json:"refused,omitempty"`
-	RateLimited   uint64                 `protobuf:"varint,8,opt,name=rate_limited,json=rateLimited,proto3" json:"rate_limited,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Container   string                 `protobuf:"bytes,1,opt,name=container,proto3" json:"container,omitempty"`
+	Grant       string                 `protobuf:"bytes,2,opt,name=grant,proto3" json:"grant,omitempty"`
+	Received    uint64                 `protobuf:"varint,3,opt,name=received,proto3" json:"received,omitempty"`
+	Delivered   uint64                 `protobuf:"varint,4,opt,name=delivered,proto3" json:"delivered,omitempty"`
+	Dropped     uint64                 `protobuf:"varint,5,opt,name=dropped,proto3" json:"dropped,omitempty"`
+	Sent        uint64                 `protobuf:"varint,6,opt,name=sent,proto3" json:"sent,omitempty"`
+	Refused     uint64                 `protobuf:"varint,7,opt,name=refused,proto3" json:"refused,omitempty"`
+	RateLimited uint64                 `protobuf:"varint,8,opt,name=rate_limited,json=rateLimited,proto3" json:"rate_limited,omitempty"`
+	// How many of the grant's sessions are open now; the counters sum every
+	// session it held since berthd started.
+	Open          uint32 `protobuf:"varint,9,opt,name=open,proto3" json:"open,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1876,6 +1879,13 @@ func (x *DeviceSession) GetRefused() uint64 {
 func (x *DeviceSession) GetRateLimited() uint64 {
 	if x != nil {
 		return x.RateLimited
+	}
+	return 0
+}
+
+func (x *DeviceSession) GetOpen() uint32 {
+	if x != nil {
+		return x.Open
 	}
 	return 0
 }
@@ -2337,7 +2347,7 @@ const file_v1_berth_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a;\n" +
 	"\rCountersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"\xe8\x01\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"\xfc\x01\n" +
 	"\rDeviceSession\x12\x1c\n" +
 	"\tcontainer\x18\x01 \x01(\tR\tcontainer\x12\x14\n" +
 	"\x05grant\x18\x02 \x01(\tR\x05grant\x12\x1a\n" +
@@ -2346,7 +2356,8 @@ const file_v1_berth_proto_rawDesc = "" +
 	"\adropped\x18\x05 \x01(\x04R\adropped\x12\x12\n" +
 	"\x04sent\x18\x06 \x01(\x04R\x04sent\x12\x18\n" +
 	"\arefused\x18\a \x01(\x04R\arefused\x12!\n" +
-	"\frate_limited\x18\b \x01(\x04R\vrateLimited\"\x10\n" +
+	"\frate_limited\x18\b \x01(\x04R\vrateLimited\x12\x12\n" +
+	"\x04open\x18\t \x01(\rR\x04open\"\x10\n" +
 	"\x0eVersionRequest\"E\n" +
 	"\x0fVersionResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x12\x18\n" +
