@@ -197,11 +197,6 @@ func (b *bench) measure(ctx context.Context, rep *report) error {
 			return err
 		}
 	}
-	imported, err := b.idleRSS(ctx)
-	if err != nil {
-		return err
-	}
-	rep.RSS.ImportKiB = imported.KiB
 	// The figure that counts is berthd started on a store that holds the
 	// images, as on an ECU's boot, without the garbage of importing them.
 	b.stopDaemon()
@@ -220,6 +215,13 @@ func (b *bench) measure(ctx context.Context, rep *report) error {
 	if _, err := b.upBerth(ctx); err != nil {
 		return err
 	}
+	// berthd trims what a burst of work left once it is quiet (idleWait
+	// is longer); the figure as up returns shows what it held.
+	busy, err := readRSS(b.daemon.Process.Pid)
+	if err != nil {
+		return err
+	}
+	rep.RSS.UpKiB = busy.KiB
 	stackRSS, err := b.idleRSS(ctx)
 	if err != nil {
 		return err

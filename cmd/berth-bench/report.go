@@ -35,9 +35,9 @@ type coldStart struct {
 }
 
 type memory struct {
-	IdleKiB   int64 `json:"idle_kib"`   // berthd, no stack
-	ImportKiB int64 `json:"import_kib"` // berthd, no stack, just after importing the images
-	StackKiB  int64 `json:"stack_kib"`  // berthd, the stack up
+	IdleKiB  int64 `json:"idle_kib"`  // berthd, no stack
+	UpKiB    int64 `json:"up_kib"`    // berthd as `berth up` returns, before it trims
+	StackKiB int64 `json:"stack_kib"` // berthd, the stack up, idle
 	// StackAnonKiB (heap, stacks) and StackFileKiB (its executable's
 	// pages, which the kernel may drop and map back) add up to StackKiB.
 	StackAnonKiB int64   `json:"stack_anon_kib"`
@@ -158,7 +158,7 @@ func (r *report) writeStack(w io.Writer) {
 		mib(rss.StackKiB*1024), rss.TargetMiB, rss.StackRatio)
 	fmt.Fprintf(tw, "  of which heap and stacks\t%.1f MiB\t\t\t(info)\t\n", mib(rss.StackAnonKiB*1024))
 	fmt.Fprintf(tw, "  of which executable pages\t%.1f MiB\t\t\t(info)\t\n", mib(rss.StackFileKiB*1024))
-	fmt.Fprintf(tw, "berthd RSS, just after import\t%.1f MiB\t\t\t(info)\t\n", mib(rss.ImportKiB*1024))
+	fmt.Fprintf(tw, "berthd RSS, as up returns\t%.1f MiB\t\t\t(info)\t\n", mib(rss.UpKiB*1024))
 	fmt.Fprintf(tw, "berth-monitor RSS, each\t%.1f MiB\t(%d running)\t\t(info)\t\n",
 		mib(rss.MonitorKiB*1024), rss.Monitors)
 	fmt.Fprintf(tw, "disk vs unique layers\t%.2f MiB\t%.2f MiB (%d layers)\t%.3f\t<= %.2f\t\n",

@@ -14,7 +14,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
@@ -22,7 +21,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/berth-io/berth/core/api"
-	"github.com/berth-io/berth/core/exepages"
 	"github.com/berth-io/berth/core/image"
 	"github.com/berth-io/berth/core/network"
 	"github.com/berth-io/berth/core/oci"
@@ -140,6 +138,7 @@ type Daemon struct {
 	stacks  *stack.Manager
 	life    context.CancelFunc
 	lock    *os.File // flock on the state dir, held while open
+	trim    *trimmer
 }
 
 // Open prepares berthd: stores, runtime, networks, and the stacks of the
@@ -228,7 +227,7 @@ func open(ctx context.Context, cfg Config) (*Daemon, error) {
 		stateDir: cfg.StateDir, runDir: cfg.RunDir, cgroupParent: cfg.CgroupParent, log: log,
 	}
 	d := &Daemon{
-		cfg: cfg, log: log, images: images, layers: layers, net: nets, devices: devs, runtime: rt, life: cancel,
+		cfg: cfg, log: log, images: images, layers: layers, net: nets, devices: devs, runtime: rt, life: cancel, trim: newTrimmer(log),
 		stacks: stack.NewManager(life, drv, images, gens, log, stack.WithPlaybookCheck(devs.check)),
 	}
 	if err := d.stacks.Restore(ctx); err != nil {
@@ -266,6 +265,7 @@ func (d *Daemon) cleanNetworks(ctx context.Context) error {
 
 // Close ends supervision without stopping any container.
 func (d *Daemon) Close() {
+	d.trim.stop()
 	d.life()
 	d.stacks.Shutdown()
 	d.devices.close()
@@ -302,7 +302,7 @@ func (d *Daemon) Serve(ctx context.Context) error {
 	d.log.Info("berthd ready", "socket", d.cfg.Socket, "runtime", d.runtime.Name, "runtime_version", version, "state", d.cfg.StateDir)
 	sd.Ready("serving on " + d.cfg.Socket)
 	go sd.Watchdog(ctx, d.log)
-	releaseStartup(d.log)
+	d.trim.soon() // what only the start needed
 	select {
 	case err := <-errc:
 		return err
@@ -318,17 +318,6 @@ func (d *Daemon) Serve(ctx context.Context) error {
 		srv.Stop() // streams such as `logs -f` do not end by themselves
 	}
 	return nil
-}
-
-// releaseStartup hands back what only berthd's start needed: the heap it
-// left (board and state decoding, plugin handshakes) and the executable
-// pages it ran once (exepages.Release). An ECU's memory budget is read
-// from berthd's resident set, which should show what it keeps using.
-func releaseStartup(log *slog.Logger) {
-	debug.FreeOSMemory()
-	if err := exepages.Release(); err != nil {
-		log.Debug("keeping start-up pages", "err", err)
-	}
 }
 
 // Run is berthd's main loop: Open, Serve until ctx ends, Close.
@@ -352,6 +341,7 @@ func (d *Daemon) Plan(ctx context.Context, req api.ApplyRequest) (*api.Plan, err
 }
 
 func (d *Daemon) Up(ctx context.Context, req api.ApplyRequest, progress func(api.Event)) (*api.Plan, error) {
+	defer d.trim.soon()
 	return d.stacks.Up(ctx, req, progress)
 }
 
@@ -360,6 +350,7 @@ func (d *Daemon) Devices(ctx context.Context) (api.Devices, error) {
 }
 
 func (d *Daemon) Down(ctx context.Context, name string, progress func(api.Event)) error {
+	defer d.trim.soon()
 	return d.stacks.Down(ctx, name, progress)
 }
 
@@ -406,6 +397,7 @@ func (d *Daemon) ImportImage(ctx context.Context, path string) ([]api.Image, err
 
 // ImportImageNamed imports an archive, naming its image ref when not empty.
 func (d *Daemon) ImportImageNamed(ctx context.Context, path, ref string) ([]api.Image, error) {
+	defer d.trim.soon()
 	list, err := d.images.Import(ctx, path, ref)
 	if err != nil {
 		// The path is berthd's copy of the upload: the user knows the file
@@ -420,6 +412,7 @@ func (d *Daemon) ImportImageNamed(ctx context.Context, path, ref string) ([]api.
 }
 
 func (d *Daemon) RemoveImage(ctx context.Context, ref string) error {
+	defer d.trim.soon()
 	im, err := d.images.Resolve(ctx, ref)
 	if errors.Is(err, image.ErrNotFound) {
 		return fmt.Errorf("%w: %w", api.ErrNotFound, err)
