@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -139,7 +138,7 @@ func startVcan(b *testing.B) *pluginhost.Host {
 	b.Helper()
 	dir := b.TempDir()
 	bin := filepath.Join(dir, "berth-plugin-vcan")
-	cmd := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-trimpath", "-o", bin, "../../plugins/vcan/cmd/berth-plugin-vcan")
+	cmd := exec.Command("go", "build", "-trimpath", "-o", bin, "../../plugins/vcan/cmd/berth-plugin-vcan")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		b.Fatalf("go build berth-plugin-vcan: %v\n%s", err, out)

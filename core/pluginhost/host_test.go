@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -34,7 +33,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	loopbackBin = filepath.Join(dir, "loopback")
-	cmd := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", loopbackBin, "../../devices/examples/loopback")
+	cmd := exec.Command("go", "build", "-o", loopbackBin, "../../devices/examples/loopback")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		_ = os.RemoveAll(dir)
 		fmt.Fprintf(os.Stderr, "go build ../../devices/examples/loopback: %v\n%s", err, out)

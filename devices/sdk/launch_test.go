@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -32,7 +31,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	exampleBin = filepath.Join(dir, "loopback")
-	cmd := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", exampleBin, "../examples/loopback")
+	cmd := exec.Command("go", "build", "-o", exampleBin, "../examples/loopback")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		_ = os.RemoveAll(dir)
 		fmt.Fprintf(os.Stderr, "go build ../examples/loopback: %v\n%s", err, out)
