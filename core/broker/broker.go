@@ -105,7 +105,7 @@ type Broker struct {
 	devices map[string]*device
 	closed  bool
 	// ended sums the counters of the sessions that closed, for Totals.
-	ended map[sessionKey]SessionStats
+	ended Tally
 }
 
 // New returns a broker that opens devices through opener. It opens
@@ -122,7 +122,7 @@ func New(opener Opener, opts ...Option) *Broker {
 		o(&cfg)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Broker{opener: opener, cfg: cfg, ctx: ctx, cancel: cancel, devices: make(map[string]*device), ended: make(map[sessionKey]SessionStats)}
+	return &Broker{opener: opener, cfg: cfg, ctx: ctx, cancel: cancel, devices: make(map[string]*device), ended: Tally{}}
 }
 
 // Open opens a session for container on grant g's device and returns it

@@ -7,9 +7,6 @@ import (
 	"strings"
 )
 
-// sessionKey names a container's grant on a board device.
-type sessionKey struct{ device, container, grant string }
-
 // Add returns the sum of two rows of the same container grant: Open and
 // every counter added, Container and Grant s's.
 func (s SessionStats) Add(o SessionStats) SessionStats {
@@ -23,14 +20,41 @@ func (s SessionStats) Add(o SessionStats) SessionStats {
 	return s
 }
 
-// sessionEnded adds the final counters of a session that closed on device to
-// its container grant's total.
+// Tally sums session rows by board device, container and grant: one row
+// per container grant, however many sessions it had. Make it with
+// make(Tally) or Tally{}; it is not safe for concurrent use.
+type Tally map[tallyKey]SessionStats
+
+type tallyKey struct{ device, container, grant string }
+
+// Add adds st to its container grant's row on device.
+func (t Tally) Add(device string, st SessionStats) {
+	k := tallyKey{device, st.Container, st.Grant}
+	t[k] = t[k].Add(st)
+}
+
+// Rows returns the rows by device, sorted by container, then grant.
+func (t Tally) Rows() map[string][]SessionStats {
+	out := map[string][]SessionStats{}
+	for k, st := range t {
+		st.Container, st.Grant = k.container, k.grant
+		out[k.device] = append(out[k.device], st)
+	}
+	for _, rows := range out {
+		slices.SortFunc(rows, func(a, b SessionStats) int {
+			return cmp.Or(strings.Compare(a.Container, b.Container), strings.Compare(a.Grant, b.Grant))
+		})
+	}
+	return out
+}
+
+// sessionEnded adds the final counters of a session that closed on device
+// to its container grant's total.
 func (b *Broker) sessionEnded(device string, st SessionStats) {
 	st.Open = 0
-	k := sessionKey{device, st.Container, st.Grant}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.ended[k] = b.ended[k].Add(st)
+	b.ended.Add(device, st)
 }
 
 // Totals returns, by board device, one row for every container grant that
@@ -41,7 +65,8 @@ func (b *Broker) sessionEnded(device string, st SessionStats) {
 // keeps adding to the same row.
 func (b *Broker) Totals() map[string][]SessionStats {
 	b.mu.Lock()
-	sum := maps.Clone(b.ended)
+	sum := Tally{}
+	maps.Copy(sum, b.ended)
 	devs := slices.Collect(maps.Values(b.devices))
 	b.mu.Unlock()
 	// A session leaves its device before its counters reach b.ended, so
@@ -51,24 +76,8 @@ func (b *Broker) Totals() map[string][]SessionStats {
 		sessions := slices.Clone(d.sessions)
 		d.mu.Unlock()
 		for _, s := range sessions {
-			k := sessionKey{d.name, s.container, s.grant.Name}
-			sum[k] = sum[k].Add(s.stats())
+			sum.Add(d.name, s.stats())
 		}
 	}
-	out := map[string][]SessionStats{}
-	for k, st := range sum {
-		st.Container, st.Grant = k.container, k.grant
-		out[k.device] = append(out[k.device], st)
-	}
-	for _, rows := range out {
-		SortSessions(rows)
-	}
-	return out
-}
-
-// SortSessions sorts rows by container, then grant.
-func SortSessions(rows []SessionStats) {
-	slices.SortFunc(rows, func(a, b SessionStats) int {
-		return cmp.Or(strings.Compare(a.Container, b.Container), strings.Compare(a.Grant, b.Grant))
-	})
+	return sum.Rows()
 }

@@ -40,9 +40,8 @@ type nativeCAN struct {
 
 	mu    sync.Mutex
 	links map[string]map[string]*nativeLink // by container ID, then grant
-	// ended sums the counters of the links that closed, by board device
-	// and then container and grant as sessions shows them.
-	ended map[string]map[[2]string]broker.SessionStats
+	// ended sums the counters of the links that closed.
+	ended broker.Tally
 }
 
 // nativeLink is one grant served natively, attached by this berthd or
@@ -57,7 +56,7 @@ type nativeLink struct {
 // logs the verdict. instance is berthd's instance identity (the network
 // manager's), which marks the links it makes.
 func newNativeCAN(log *slog.Logger, instance string) *nativeCAN {
-	n := &nativeCAN{instance: instance, log: log, links: map[string]map[string]*nativeLink{}, ended: map[string]map[[2]string]broker.SessionStats{}}
+	n := &nativeCAN{instance: instance, log: log, links: map[string]map[string]*nativeLink{}, ended: broker.Tally{}}
 	n.unsupported = cannative.Supported()
 	if n.unsupported != nil {
 		log.Info("native CAN unavailable: grants with native = true are served through the broker", "reason", n.unsupported)
@@ -266,12 +265,8 @@ func (n *nativeCAN) detach(id string) error {
 func (n *nativeCAN) close(grant string, l *nativeLink) error {
 	st := l.stats(grant)
 	st.Open = 0
-	k := [2]string{st.Container, st.Grant}
 	n.mu.Lock()
-	if n.ended[l.device] == nil {
-		n.ended[l.device] = map[[2]string]broker.SessionStats{}
-	}
-	n.ended[l.device][k] = n.ended[l.device][k].Add(st)
+	n.ended.Add(l.device, st)
 	n.mu.Unlock()
 	return l.link.Close()
 }
@@ -296,38 +291,19 @@ func (n *nativeCAN) sessions() map[string][]broker.SessionStats {
 		return nil
 	}
 	n.mu.Lock()
-	sum := map[string]map[[2]string]broker.SessionStats{}
-	for device, rows := range n.ended {
-		sum[device] = maps.Clone(rows)
-	}
-	type entry struct {
-		grant string
-		l     *nativeLink
-	}
-	var open []entry
+	sum := broker.Tally{}
+	maps.Copy(sum, n.ended)
+	open := map[*nativeLink]string{} // link: its grant
 	for _, gs := range n.links {
-		for name, l := range gs {
-			open = append(open, entry{name, l})
+		for grant, l := range gs {
+			open[l] = grant
 		}
 	}
 	n.mu.Unlock()
-	for _, e := range open {
-		st := e.l.stats(e.grant)
-		k := [2]string{st.Container, st.Grant}
-		if sum[e.l.device] == nil {
-			sum[e.l.device] = map[[2]string]broker.SessionStats{}
-		}
-		sum[e.l.device][k] = sum[e.l.device][k].Add(st)
+	for l, grant := range open {
+		sum.Add(l.device, l.stats(grant))
 	}
-	out := map[string][]broker.SessionStats{}
-	for device, rows := range sum {
-		for k, st := range rows {
-			st.Container, st.Grant = k[0], k[1]
-			out[device] = append(out[device], st)
-		}
-		broker.SortSessions(out[device])
-	}
-	return out
+	return sum.Rows()
 }
 
 // grantOf returns the container's grant named name.
