@@ -242,7 +242,7 @@ func (m *deviceManager) remove(s *stack.Spec) error {
 func (m *deviceManager) serveOperator(ctx context.Context, l net.Listener) error {
 	open := func(ctx context.Context, device string) (can.Bus, error) {
 		if m.broker == nil {
-			return nil, fmt.Errorf("berthd runs without a board file (--board), so it has no bus %q: %w", device, can.ErrUnknownDevice)
+			return nil, fmt.Errorf("berthd runs without a board file, so it has no bus %q: start berthd with --board FILE (e.g. board-support/sim/board.hcl): %w", device, can.ErrUnknownDevice)
 		}
 		if d := m.board.Device(device); d == nil || d.Class != devices.ClassCAN {
 			return nil, fmt.Errorf("board %s has no CAN device %q (it has %s): %w", m.board.Name, device, m.canDevices(), can.ErrUnknownDevice)
