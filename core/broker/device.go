@@ -267,8 +267,8 @@ func (d *device) remove(s *session) {
 // dispatchLocked hands frames to every session but from whose grant
 // selects them, in order: to its streams and its subscriptions. It never
 // blocks: a session's hub drops what its readers cannot take, and a
-// subscription's deliver must not block. Callers hold d.mu, which keeps one order for
-// frames from the plugin and frames the sessions send.
+// subscription's deliver must not block. Callers hold d.mu, which keeps
+// one order for frames from the plugin and frames the sessions send.
 func (d *device) dispatchLocked(from *session, frames []can.Frame) {
 	for _, f := range frames {
 		if f.Timestamp.After(d.last) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -136,13 +137,13 @@ func (s *session) Subscribe(ctx context.Context, deliver func([]can.Frame) int) 
 func (s *session) unsubscribe(sub *subscription) {
 	s.d.mu.Lock()
 	var gone []*subscription
-	for i := 0; i < len(s.subs); i++ {
-		if x := s.subs[i]; sub == nil || x == sub {
+	s.subs = slices.DeleteFunc(s.subs, func(x *subscription) bool {
+		if sub == nil || x == sub {
 			gone = append(gone, x)
-			s.subs = append(s.subs[:i:i], s.subs[i+1:]...)
-			i--
+			return true
 		}
-	}
+		return false
+	})
 	s.d.mu.Unlock()
 	for _, x := range gone {
 		x.stop()

@@ -14,7 +14,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/berth-io/berth/core/broker"
-
 	"github.com/berth-io/berth/core/network"
 )
 

@@ -50,6 +50,22 @@ func openReporting(t *testing.T, ctx context.Context, path, grant string) (can.B
 	return b, reported
 }
 
+// openReceiving opens grant on the socket at path and a receive stream on
+// it. The bus is closed at the end of the test.
+func openReceiving(t *testing.T, ctx context.Context, path, grant string, opts ...canwire.Option) (*canwire.Bus, can.Stream) {
+	t.Helper()
+	b, err := canwire.OpenBus(ctx, path, grant, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	s, err := b.Receive(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b, s
+}
+
 // serve serves open on a fresh socket until the test ends and returns the
 // socket's path.
 func serve(t testing.TB, open canwire.OpenFunc, opts ...canwire.ServerOption) string {
@@ -427,15 +443,7 @@ func TestSlowClient(t *testing.T) {
 	slow := rawDial(t, path, canwire.FlagTimestamp, "can can0")
 	readMsg(t, slow) // hello answer; then never read again
 	slowBus := <-opened
-	fast, err := canwire.OpenBus(ctx, path, "can0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fast.Close()
-	s, err := fast.Receive(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	fastBus, s := openReceiving(t, ctx, path, "can0")
 	// Far more than the slow session's socket buffer and queue hold, put
 	// on the bus a batch at a time as fast as the fast reader takes them.
 	const n, batch = 50000, 100
@@ -459,7 +467,7 @@ func TestSlowClient(t *testing.T) {
 			}
 		}
 	}
-	c, err := fast.Counters(ctx)
+	c, err := fastBus.Counters(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}

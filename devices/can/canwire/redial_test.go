@@ -410,15 +410,7 @@ func TestRedialUnavailableHello(t *testing.T) {
 	d := fakeDriver()
 	bus := d.Bus("can1")
 	srv := newRestartable(t, d.Open)
-	b, err := canwire.OpenBus(ctx, srv.path, "can1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	s, err := b.Receive(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, s := openReceiving(t, ctx, srv.path, "can1")
 	srv.stop()
 	var opens atomic.Int32
 	srv.start(func(ctx context.Context, grant string) (can.Bus, error) {

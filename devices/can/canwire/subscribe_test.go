@@ -50,15 +50,7 @@ func TestSubscribedSlowClient(t *testing.T) {
 	readMsg(t, slow) // hello answer; then never read again
 	var streams []can.Stream
 	for _, name := range []string{"fast1", "fast2"} {
-		c, err := canwire.OpenBus(ctx, path, name, canwire.WithoutRedial())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		s, err := c.Receive(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
+		_, s := openReceiving(t, ctx, path, name, canwire.WithoutRedial())
 		streams = append(streams, s)
 	}
 	// Far more than the slow socket's buffer holds, a batch at a time as
@@ -119,15 +111,7 @@ func TestSubscribedSessionClosed(t *testing.T) {
 	path := serve(t, func(ctx context.Context, grant string) (can.Bus, error) {
 		return b.Open(ctx, "app", broker.Grant{Name: grant, Device: "can0", Receive: broker.Filters{broker.AnyID()}})
 	})
-	c, err := canwire.OpenBus(ctx, path, "all", canwire.WithoutRedial())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	s, err := c.Receive(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, s := openReceiving(t, ctx, path, "all", canwire.WithoutRedial())
 	_ = b.Close()
 	if _, err := s.Recv(); !errors.Is(err, can.ErrClosed) {
 		t.Errorf("client stream after the broker closed its session: %v, want can.ErrClosed", err)
